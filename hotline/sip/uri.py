@@ -25,16 +25,18 @@ _FORBIDDEN_IN_URI = frozenset(' \t\r\n<>"')
 
 
 def unescape(text: str, what: str) -> str:
-    """Resolve %HEX escapes once. A '%' not followed by two hex digits is an error."""
+    """Resolve %HEX escapes once (as UTF-8 octets; invalid UTF-8 survives as surrogate
+    escapes). A '%' not followed by two hex digits is an error."""
     if "%" not in text:
         return text
     pieces = text.split("%")
-    out = [pieces[0]]
+    out = bytearray(pieces[0].encode("utf-8", "surrogateescape"))
     for piece in pieces[1:]:
         if len(piece) < 2 or not _PCT_RE.match("%" + piece[:2]):
             raise ParseError(f"{what}: bad %-escape in {show(text)}")
-        out.append(chr(int(piece[:2], 16)) + piece[2:])
-    return "".join(out)
+        out.append(int(piece[:2], 16))
+        out += piece[2:].encode("utf-8", "surrogateescape")
+    return out.decode("utf-8", "surrogateescape")
 
 
 def escape(text: str, safe: frozenset[str]) -> str:

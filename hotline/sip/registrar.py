@@ -41,7 +41,7 @@ class Binding:
     source: str = ""  # transport address the REGISTER came from
 
     def remaining(self, now: float) -> int:
-        return max(0, int(round(self.expires_at - now)))
+        return max(0, round(self.expires_at - now))
 
 
 @dataclass(frozen=True)

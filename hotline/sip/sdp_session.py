@@ -42,14 +42,16 @@ class MediaSession:
         self.pending_offer: SessionDescription | None = None  # our offer awaiting answer
         self.media: NegotiatedMedia | None = None
 
-    def _first(self) -> dict[str, int]:
-        return {"session_id": self.session_id, "session_version": 1}
+    def _origin(self) -> tuple[int | None, int | None]:
+        """Session id and version for our first SDP; afterwards `previous` carries them."""
+        return (None, None) if self.local else (self.session_id, 1)
 
     def answer_or_offer(self, sdp: bytes | None) -> bytes:
         """The body for our 2xx: an answer to `sdp`, or our offer when there was none."""
         if sdp is None:
-            offer = build_offer(self.caps, previous=self.local,
-                                **({} if self.local else self._first()))
+            sid, ver = self._origin()
+            offer = build_offer(self.caps, previous=self.local, session_id=sid,
+                                session_version=ver)
             self.local = offer
             self.pending_offer = offer
             return offer.serialize()
@@ -58,9 +60,9 @@ class MediaSession:
         except SdpError as exc:
             raise SdpRejected(400, f"malformed SDP: {exc}") from None
         try:
-            answer: Answer = negotiate_answer(
-                parsed, self.caps, previous=self.local,
-                **({} if self.local else self._first()))
+            sid, ver = self._origin()
+            answer: Answer = negotiate_answer(parsed, self.caps, previous=self.local,
+                                              session_id=sid, session_version=ver)
         except NoCommonCodec as exc:
             raise SdpRejected(488, str(exc)) from None
         except SdpError as exc:

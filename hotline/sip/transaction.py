@@ -2,9 +2,11 @@
 
 Owns the four transaction state machines, their timers A-M, request/response matching
 (§17.1.3, §17.2.3, with the RFC 2543 fallback), retransmission and its absorption,
-CANCEL matching, merged-request detection (§8.2.2.2 → 482) and the retransmission of a
-UAS's 2xx until its ACK arrives (§13.3.1.4). It does not know what a dialog or a call
-is: it tells its user (the endpoint) what happened through events.
+CANCEL matching, merged-request detection (§8.2.2.2 → 482), the retransmission of a
+UAS's 2xx until its ACK arrives (§13.3.1.4) and the §9.1 bound on an INVITE the TU has
+CANCELled (no final response within 64*T1: the client transaction is destroyed). It
+does not know what a dialog or a call is: it tells its user (the endpoint) what
+happened through events.
 
 Time is data: every timer is a deadline; `next_timer()` is the earliest and
 `handle_timer(now)` fires whatever is due.
@@ -13,8 +15,8 @@ Time is data: every timer is a deadline; `next_timer()` is the earliest and
 from __future__ import annotations
 
 import heapq
-from abc import ABC, abstractmethod
 import itertools
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -32,6 +34,15 @@ class Timers:
     t1: float = 0.5
     t2: float = 4.0
     t4: float = 5.0
+
+    def __post_init__(self) -> None:
+        # A zero T1 would re-arm Timer A/E/G at the instant it fires, forever.
+        if not self.t1 > 0:
+            raise ValueError(f"T1 must be positive, got {self.t1}")
+        if not self.t2 >= self.t1:
+            raise ValueError(f"T2 ({self.t2}) must not be smaller than T1 ({self.t1})")
+        if not self.t4 >= 0:
+            raise ValueError(f"T4 must not be negative, got {self.t4}")
 
     @property
     def b(self) -> float:
@@ -71,8 +82,8 @@ class AckReceived:
 
 @dataclass(frozen=True)
 class CancelReceived:
-    """A CANCEL matched `invite_tx`; 200 OK was sent to the CANCEL already. If the
-    INVITE has no final response yet, the user should answer it 487."""
+    """A CANCEL matched `invite_tx`. The CANCEL's own RequestReceived follows: the
+    user answers it 200, and answers the INVITE 487 if it has no final response yet."""
 
     request: Request
     invite_tx: ServerTransaction
@@ -124,6 +135,9 @@ TxEvent = (
 # ---------------------------------------------------------------------------
 
 
+_METHOD_AT = 4  # index of the method in both forms of the server key
+
+
 def _server_key(req: Request) -> tuple[str, ...]:
     """§17.2.3 matching key. ACK maps onto its INVITE's key."""
     via = req.top_via
@@ -140,7 +154,13 @@ def _server_key(req: Request) -> tuple[str, ...]:
 
 
 def _client_key(branch: str, method: str) -> tuple[str, str]:
-    return (branch, "INVITE" if method == "ACK" else method)
+    return (branch, method)
+
+
+def _ack_key(req: Request) -> tuple[str, str, int]:
+    """How an ACK for a 2xx (new branch, §13.2.2.4) finds the INVITE it acknowledges:
+    same Call-ID, From tag and CSeq number."""
+    return (req.call_id, req.from_.tag or "", req.cseq.number)
 
 
 # ---------------------------------------------------------------------------
@@ -218,6 +238,7 @@ class ServerTransaction(_Tx):
         if self.is_invite:
             if status < 300:
                 self.state = TxState.ACCEPTED
+                self.layer._accepted[_ack_key(self.request)] = self
                 self._arm("L", now + self.layer.timers.b)
                 self.interval = self.layer.timers.t1
                 self._arm("G2xx", now + self.interval)
@@ -319,6 +340,7 @@ class ClientTransaction(_Tx):
                     self.last_status = status
                     return [ResponseReceived(resp, self)]
                 self.last_status = status
+                self._disarm("cancel")
                 if status < 300:
                     self.state = TxState.ACCEPTED
                     self._disarm("B")
@@ -346,11 +368,21 @@ class ClientTransaction(_Tx):
             return [ResponseReceived(resp, self)]
         return []
 
+    def cancelled(self, now: float) -> None:
+        """The TU sent a CANCEL for this INVITE. §9.1: without a final response within
+        64*T1 the transaction is considered cancelled and destroyed (timer "cancel")."""
+        if (self.is_invite and self.state in (TxState.CALLING, TxState.PROCEEDING)
+                and "cancel" not in self.timers):
+            self._arm("cancel", now + self.layer.timers.b)
+
     def _send_ack(self, resp: Response) -> None:
         """§17.1.1.3: the ACK for a non-2xx final response, inside the transaction."""
         req = self.request
         h = Headers()
-        h.add("Via", req.headers.raw_values("Via")[0])
+        top = req.headers.raw_values("Via")[0]
+        # Exactly one Via, equal to the request's top one (even if that header line
+        # carried several comma-separated values).
+        h.add("Via", top if len(req.vias) == 1 else str(req.top_via))
         for v in req.headers.raw_values("Route"):
             h.add("Route", v)
         h.add("Max-Forwards", "70")
@@ -381,6 +413,10 @@ class ClientTransaction(_Tx):
         if name in ("B", "F"):
             self._terminate()
             return [TransactionTimedOut(self)]
+        if name == "cancel":
+            # Armed only in Calling/Proceeding and disarmed by any final response.
+            self._terminate()
+            return [TransactionTimedOut(self)]
         if name in ("D", "K", "M"):
             self._terminate()
             return []
@@ -400,9 +436,9 @@ class TransactionLayer:
         self._server: dict[tuple[str, ...], ServerTransaction] = {}
         self._client: dict[tuple[str, ...], ClientTransaction] = {}
         self._merge: dict[tuple[str, ...], ServerTransaction] = {}
-        # Accepted INVITE server transactions by (Call-ID, CSeq number): 2xx ACKs
-        # carry a new branch, so they are matched on the dialog's identity instead.
-        self._accepted: dict[tuple[str, int], ServerTransaction] = {}
+        # Accepted INVITE server transactions by (Call-ID, From tag, CSeq number): 2xx
+        # ACKs carry a new branch, so they are matched on the dialog's identity instead.
+        self._accepted: dict[tuple[str, str, int], ServerTransaction] = {}
         self._heap: list[tuple[float, int, _Tx, str]] = []
         self._seq = itertools.count()
         self._out: list[tuple[bytes, Peer]] = []
@@ -422,7 +458,7 @@ class TransactionLayer:
                 del self._server[tx.key]
             if tx.merge_key is not None and self._merge.get(tx.merge_key) is tx:
                 del self._merge[tx.merge_key]
-            akey = (tx.request.call_id, tx.request.cseq.number)
+            akey = _ack_key(tx.request)
             if tx.is_invite and self._accepted.get(akey) is tx:
                 del self._accepted[akey]
         elif self._client.get(tx.key) is tx:
@@ -483,21 +519,15 @@ class TransactionLayer:
                 self.absorbed += 1
             return tx.on_retransmission(req, now)
         if req.method == "ACK":
-            acc = self._accepted.get((req.call_id, req.cseq.number))
+            acc = self._accepted.get(_ack_key(req))
             if acc is not None:
                 acc.on_2xx_ack(now)
             return [AckReceived(req, peer)]
         if req.method == "CANCEL":
-            invite_key = key[:-1] + ("INVITE",) if key[0] == "3261" else None
-            invite_tx = None
-            if invite_key is not None:
-                invite_tx = self._server.get(invite_key)
-            else:
-                for cand in self._server.values():
-                    if (cand.is_invite and cand.request.call_id == req.call_id
-                            and cand.request.cseq.number == req.cseq.number):
-                        invite_tx = cand
-                        break
+            # §9.2: the INVITE's key with the method replaced (in the RFC 2543 form,
+            # Request-URI, From tag, Call-ID, CSeq number and top Via must all match).
+            invite_key = (*key[:_METHOD_AT], "INVITE", *key[_METHOD_AT + 1 :])
+            invite_tx = self._server.get(invite_key)
             tx = self._new_server(req, peer, key, now)
             if invite_tx is None:
                 return [RequestReceived(req, tx)]  # the user answers 481
@@ -523,13 +553,14 @@ class TransactionLayer:
         return tx
 
     def respond(self, tx: ServerTransaction, resp: Response, now: float) -> None:
+        """Send `resp` on `tx`. Raises ValueError for a response the state forbids."""
         tx.respond(resp, now)
-        if tx.is_invite and tx.state is TxState.ACCEPTED:
-            self._accepted[(tx.request.call_id, tx.request.cseq.number)] = tx
 
     def receive_response(self, resp: Response, peer: Peer, now: float) -> list[TxEvent]:
         branch = resp.top_via.branch or ""
-        tx = self._client.get(_client_key(branch, resp.cseq.method))
+        # ACK has no responses: one claiming CSeq method ACK matches no transaction.
+        tx = None if resp.cseq.method == "ACK" else self._client.get(
+            _client_key(branch, resp.cseq.method))
         if tx is None:
             return [StrayResponse(resp, peer)]
         return tx.on_response(resp, now)
@@ -550,6 +581,10 @@ class TransactionLayer:
         tx = ClientTransaction(self, req, peer, state, key, created=now)
         self._client[key] = tx
         tx.start(now)
+        if req.method == "CANCEL":
+            invite_tx = self._client.get(_client_key(branch, "INVITE"))
+            if invite_tx is not None:
+                invite_tx.cancelled(now)
         return tx
 
     def transport_error(self, tx: ClientTransaction | ServerTransaction) -> list[TxEvent]:

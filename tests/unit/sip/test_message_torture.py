@@ -14,7 +14,7 @@ from hotline.sip.uri import SipURI
 from tests.conftest import TORTURE
 
 # file → None (parses) or the ParseError status hint (None inside a tuple: drop)
-PARSE_VERDICTS: dict[str, int | None | tuple[None]] = {
+PARSE_VERDICTS: dict[str, int | tuple[None] | None] = {
     "rfc4475/wsinv.dat": None,
     "rfc4475/intmeth.dat": None,
     "rfc4475/esc01.dat": None,

@@ -615,7 +615,7 @@ class Endpoint:
             retry = max(1, int(self._register_limit.retry_after(tx.peer.host, now) + 0.999))
             self._respond(tx, 503, "Rate limited", extra=[("Retry-After", str(retry))], now=now)
             return
-        resp, change = self.registrar.handle(req, now, source=str(tx.peer))
+        resp, change = self.registrar.handle(req, now, source=tx.peer.host)
         resp.headers.add("Server", self.config.user_agent)
         if resp.to.tag is None:
             resp.headers.set("To", f"{req.headers.get('To')};tag={self._token()}")

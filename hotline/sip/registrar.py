@@ -28,7 +28,7 @@ class AuthDecision:
 
 
 class Authenticator(Protocol):
-    def authenticate(self, request: Request, now: float) -> AuthDecision: ...
+    def authenticate(self, request: Request, now: float, source: str) -> AuthDecision: ...
 
 
 @dataclass(eq=False)
@@ -38,7 +38,7 @@ class Binding:
     call_id: str
     cseq: int
     q: float = 1.0
-    source: str = ""  # transport address the REGISTER came from
+    source: str = ""  # IP address the REGISTER came from
 
     def remaining(self, now: float) -> int:
         return max(0, round(self.expires_at - now))
@@ -100,9 +100,13 @@ class Registrar:
         to_uri = req.to.uri
         if not isinstance(to_uri, SipURI):
             return make_response(req, 400, "To must be a sip or sips URI"), None
+        try:
+            req.contacts  # noqa: B018 - a malformed Contact is a 400 before any challenge
+        except ParseError as exc:
+            return make_response(req, 400, exc.reason[:120]), None
         username: str | None = None
         if self.authenticator is not None:
-            decision = self.authenticator.authenticate(req, now)
+            decision = self.authenticator.authenticate(req, now, source)
             if decision.username is None:
                 return make_response(req, decision.status, extra=list(decision.headers)), None
             username = decision.username

@@ -345,6 +345,8 @@ class SipConfig(_Model):
     mtu: Annotated[int, Strict(), Field(ge=200, le=65535)] = 1300
     force_rport: Bool = True
     max_message_bytes: Annotated[int, Strict(), Field(ge=1500, le=1_048_576)] = 65535
+    # Ring (180) this long before answering a call; 0 answers at once.
+    ring_ms: Annotated[int, Strict(), Field(ge=0, le=60_000)] = 0
 
     @property
     def public_host(self) -> str:

@@ -1,0 +1,311 @@
+"""The composition root behind `hotline serve`: config → transports → SIP endpoint →
+call handling, one timer for the earliest core deadline, graceful drain on SIGTERM.
+
+Owns the asyncio loop's use: sockets (through engine.transport), the single timer
+handle, signal handlers and the clock (`loop.time()` is the `now` fed to the cores).
+Everything protocol-shaped is delegated to hotline.sip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+
+from hotline.config import Config
+from hotline.engine.ports import PortsExhausted, RtpPortPool
+from hotline.engine.transport import SipTransports
+from hotline.sip.addr import Peer
+from hotline.sip.auth import Algorithm, DigestVerifier
+from hotline.sip.auth_policy import DigestAuthenticator
+from hotline.sip.endpoint import (
+    Call,
+    CallConfirmed,
+    CallEnded,
+    CallOffered,
+    CallState,
+    DtmfInfoReceived,
+    Endpoint,
+    EndpointConfig,
+    Event,
+    OutboundAnswered,
+    ReferReceived,
+    Registered,
+    SessionModified,
+)
+from hotline.sip.errors import FramingError
+from hotline.sip.ratelimit import RateLimiter
+from hotline.sip.registrar import Registrar, RegistrarPolicy
+from hotline.sip.sdp_session import MediaSession, SdpRejected
+from hotline.sip.transaction import Timers
+
+log = logging.getLogger("hotline.engine")
+
+
+@dataclass
+class CallMedia:
+    """What the engine keeps per call until the media plane takes over."""
+
+    rtp_port: int
+    session: MediaSession
+    dtmf: list[str] = field(default_factory=list)
+
+
+class Engine:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.transports = SipTransports(
+            self._on_message,
+            max_message=config.sip.max_message_bytes,
+            on_stream_error=self._on_stream_error,
+        )
+        self.ports = RtpPortPool(config.rtp.port_min, config.rtp.port_max)
+        self.endpoint: Endpoint | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._stopped = asyncio.Event()
+        self._drain_task: asyncio.Task[None] | None = None
+        self.media_host = config.sip.advertised_host or config.sip.listen[0].host
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        local: dict[str, tuple[str, int]] = {}
+        for la in self.config.sip.listen:
+            bound = await self.transports.listen(la.transport, la.host, la.port)
+            host = self.config.sip.advertised_host or bound.host
+            local.setdefault(la.transport, (host, bound.port))
+            log.info("listening on %s %s:%d", la.transport, bound.host, bound.port)
+        cfg = self.config
+        timers = Timers(cfg.sip.timers.t1_ms / 1000, cfg.sip.timers.t2_ms / 1000,
+                        cfg.sip.timers.t4_ms / 1000)
+        reg = cfg.registrar
+        registrar = Registrar(
+            RegistrarPolicy(reg.min_expires, reg.max_expires, reg.default_expires,
+                            reg.max_contacts_per_aor),
+            self._authenticator() if reg.require_auth else None,
+        )
+        self.endpoint = Endpoint(
+            EndpointConfig(
+                local=local,
+                domain=cfg.sip.domain,
+                user_agent=cfg.sip.user_agent,
+                timers=timers,
+                force_rport=cfg.sip.force_rport,
+                mtu=cfg.sip.mtu,
+                max_calls=cfg.limits.max_calls,
+                max_cps=cfg.limits.max_cps,
+                requests_per_source=(cfg.limits.requests_per_source.rate,
+                                     cfg.limits.requests_per_source.burst),
+                register_per_source=(cfg.limits.register_per_source.rate,
+                                     cfg.limits.register_per_source.burst),
+            ),
+            random_bytes=os.urandom,
+            registrar=registrar,
+        )
+
+    def _authenticator(self) -> DigestAuthenticator:
+        cfg = self.config
+        reg = cfg.registrar
+        realm = reg.realm or cfg.sip.domain
+        algorithms = tuple(Algorithm(a) for a in reg.algorithms)
+
+        def lookup(username: str) -> dict[Algorithm, str] | None:
+            user = reg.user(username)
+            if user is None:
+                return None
+            out = {}
+            for name in reg.algorithms:
+                ha1 = user.ha1(name)
+                if ha1 is not None:
+                    out[Algorithm(name)] = ha1
+            return out
+
+        verifier = DigestVerifier(
+            realm, os.urandom(32), lookup, random_bytes=os.urandom, algorithms=algorithms,
+            nonce_ttl=float(reg.nonce_ttl_seconds), allow_no_qop=reg.allow_rfc2069,
+        )
+        fail = cfg.limits.auth_failures_per_source
+        return DigestAuthenticator(verifier, RateLimiter(fail.rate, fail.burst, max_keys=100_000))
+
+    @property
+    def local_addrs(self) -> list[tuple[str, str, int]]:
+        return [(a.transport, a.host, a.port) for a in self.transports.local_addrs]
+
+    async def run_until_stopped(self) -> None:
+        assert self.loop is not None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                self.loop.add_signal_handler(sig, self.request_drain)
+        await self._stopped.wait()
+
+    def request_drain(self) -> None:
+        if self._drain_task is None:
+            assert self.loop is not None
+            self._drain_task = self.loop.create_task(self.drain())
+
+    async def drain(self) -> None:
+        """Stop taking calls (503), let calls finish for drain_seconds, BYE the rest."""
+        ep = self.endpoint
+        assert ep is not None and self.loop is not None
+        ep.start_drain()
+        log.info("draining: %d calls in progress, up to %.0f s",
+                 ep.active_calls, self.config.limits.drain_seconds)
+        deadline = self.loop.time() + self.config.limits.drain_seconds
+        while ep.active_calls and self.loop.time() < deadline:
+            await asyncio.sleep(0.2)
+        if ep.active_calls:
+            n = ep.hangup_all(self.loop.time(), [("Reason", 'SIP;cause=503;text="Shutting down"')])
+            self._after_input()
+            log.info("drain time over: sent BYE to %d calls", n)
+            # Give the BYEs a moment to be answered or retransmitted.
+            end = self.loop.time() + min(2.0, 4 * self.endpoint.config.timers.t1 if self.endpoint else 2.0)
+            while ep.layer.client_count and self.loop.time() < end:
+                await asyncio.sleep(0.05)
+        await self.stop()
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        await self.transports.close()
+        self._stopped.set()
+
+    # -- input ------------------------------------------------------------------
+
+    def _now(self) -> float:
+        assert self.loop is not None
+        return self.loop.time()
+
+    def _on_message(self, data: bytes, peer: Peer, local: object) -> None:
+        ep = self.endpoint
+        if ep is None:
+            return
+        ep.receive(data, peer, self._now())
+        self._after_input()
+
+    def _on_stream_error(self, data: bytes, peer: Peer, err: FramingError) -> None:
+        log.info("closing %s: %s", peer, err.reason)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        ep = self.endpoint
+        if ep is None:
+            return
+        ep.handle_timer(self._now())
+        self._after_input()
+
+    def _after_input(self) -> None:
+        ep = self.endpoint
+        assert ep is not None and self.loop is not None
+        # Handling events may queue more events (e.g. answering ends a call).
+        for _ in range(8):
+            events = ep.take_events()
+            if not events:
+                break
+            for ev in events:
+                try:
+                    self._on_event(ev)
+                except Exception:
+                    log.exception("error handling %s", type(ev).__name__)
+        for data, peer in ep.datagrams_to_send():
+            self.transports.send(data, peer)
+        self._arm(ep.next_timer())
+
+    def _arm(self, at: float | None) -> None:
+        assert self.loop is not None
+        if at == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = at
+        if at is not None:
+            self._timer = self.loop.call_at(at, self._on_timer)
+
+    # -- calls ------------------------------------------------------------------
+
+    def _answer(self, call: Call, sdp: bytes, from_timer: bool) -> None:
+        ep = self.endpoint
+        assert ep is not None
+        if call.state is not CallState.OFFERED:
+            return  # cancelled or ended while ringing
+        ep.answer(call, sdp, self._now())
+        log.info("answered call %s from %s to %s", call.call_id, call.remote_user, call.dialled)
+        if from_timer:
+            self._after_input()
+
+    def _on_event(self, ev: Event) -> None:
+        ep = self.endpoint
+        assert ep is not None
+        now = self._now()
+        if isinstance(ev, CallOffered):
+            call = ev.call
+            try:
+                port = self.ports.allocate()
+            except PortsExhausted:
+                ep.reject(call, 503, now, "No media ports", [("Retry-After", "5")])
+                return
+            session = MediaSession(self.media_host, port)
+            try:
+                sdp = session.answer_or_offer(ev.sdp)
+            except SdpRejected as exc:
+                self.ports.release(port)
+                ep.reject(call, exc.status, now, exc.reason[:100])
+                return
+            call.app = CallMedia(port, session)
+            ring = self.config.sip.ring_ms / 1000
+            if ring > 0:
+                ep.ring(call, now)
+                assert self.loop is not None
+                self.loop.call_later(ring, self._answer, call, sdp, True)
+            else:
+                self._answer(call, sdp, False)
+        elif isinstance(ev, CallConfirmed):
+            media = ev.call.app
+            if isinstance(media, CallMedia) and ev.sdp is not None:
+                try:
+                    media.session.accept_answer(ev.sdp)
+                except SdpRejected as exc:
+                    log.info("bad SDP answer in ACK on %s: %s", ev.call.call_id, exc.reason)
+                    ep.hangup(ev.call, now)
+        elif isinstance(ev, SessionModified):
+            media = ev.call.app
+            if not isinstance(media, CallMedia):
+                ep.answer_modify(ev.call, 488, None, now)
+                return
+            try:
+                sdp = media.session.answer_or_offer(ev.sdp)
+            except SdpRejected as exc:
+                ep.answer_modify(ev.call, exc.status, None, now)
+                return
+            ep.answer_modify(ev.call, 200, sdp, now)
+        elif isinstance(ev, CallEnded):
+            media = ev.call.app
+            if isinstance(media, CallMedia):
+                self.ports.release(media.rtp_port)
+                ev.call.app = None
+            log.info("call %s ended: %s", ev.call.call_id, ev.reason.value)
+        elif isinstance(ev, DtmfInfoReceived):
+            media = ev.call.app
+            if isinstance(media, CallMedia):
+                media.dtmf.append(ev.digit)
+            log.info("call %s: DTMF %s by INFO", ev.call.call_id, ev.digit)
+        elif isinstance(ev, ReferReceived):
+            # Transfers are wired with the agents issue; until then refuse cleanly.
+            ep.answer_refer(ev, 603, now)
+        elif isinstance(ev, Registered):
+            log.info("registration %s: %d contact(s)", ev.change.aor, len(ev.change.contacts))
+        elif isinstance(ev, OutboundAnswered):
+            log.info("outbound call %s answered", ev.call.call_id)
+
+
+async def serve(config: Config) -> None:
+    engine = Engine(config)
+    await engine.start()
+    await engine.run_until_stopped()

@@ -1,0 +1,197 @@
+"""Integration fixtures: a real `hotline serve` process on loopback, and real peers.
+
+Peers (SIPp, pyVoIP) are required: `make test` installs them. A missing peer fails the
+test with the install command instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port(transports: tuple[str, ...] = ("udp", "tcp")) -> int:
+    """A port free for every transport in `transports` on 127.0.0.1."""
+    for _ in range(200):
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        ok = True
+        for t in transports:
+            kind = socket.SOCK_DGRAM if t == "udp" else socket.SOCK_STREAM
+            s = socket.socket(socket.AF_INET, kind)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                ok = False
+            finally:
+                s.close()
+        if ok:
+            return port
+    raise RuntimeError("no free port found")
+
+
+def require(tool: str, package: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.fail(f"{tool} is required for this test: apt-get install {package} (make test does it)")
+    return path
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+    config: Path
+    log: Path
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+DEFAULT_CONFIG = """
+node_name: test
+sip:
+  listen:
+    - {{transport: udp, host: 127.0.0.1, port: {port}}}
+    - {{transport: tcp, host: 127.0.0.1, port: {port}}}
+  domain: hotline.test
+  timers: {{t1_ms: {t1}, t2_ms: 4000, t4_ms: 5000}}
+{sip_extra}limits:
+  max_calls: {max_calls}
+  max_cps: {max_cps}
+  drain_seconds: {drain}
+  register_per_source: {{rate: {reg_rate}, burst: {reg_burst}}}
+  requests_per_source: {{rate: 5000.0, burst: 10000}}
+registrar:
+  realm: hotline.test
+  require_auth: {require_auth}
+{registrar_extra}  users:
+    - {{username: alice, password: wonderland}}
+    - {{username: bob, password: builder}}
+rtp:
+  port_min: {rtp_min}
+  port_max: {rtp_max}
+paths:
+  data: {data}
+database:
+  url: sqlite:///{data}/hotline.db
+http:
+  enabled: false
+logging:
+  level: info
+"""
+
+
+def start_server(tmp: Path, **overrides: object) -> Server:
+    port = free_port()
+    rtp_min = 30000 + (port % 1000) * 20
+    values: dict[str, object] = {
+        "port": port, "t1": 500, "max_calls": 500, "max_cps": 500.0, "drain": 30.0,
+        "reg_rate": 5.0, "reg_burst": 20, "require_auth": "true",
+        "rtp_min": rtp_min, "rtp_max": rtp_min + 2000, "data": tmp / "var",
+        "registrar_extra": "", "sip_extra": "",
+    }
+    extra = str(overrides.pop("extra_yaml", ""))
+    values.update(overrides)
+    cfg = tmp / "config.yaml"
+    cfg.write_text(textwrap.dedent(DEFAULT_CONFIG.format(**values)) + extra)
+    log = tmp / "hotline.log"
+    fh = log.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hotline.cli", "serve", "--config", str(cfg)],
+        stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    server = Server(proc, port, cfg, log)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"hotline exited {proc.returncode}:\n{server.log_text()}")
+        if re.search(r"listening on tcp", server.log_text()):
+            return server
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"hotline did not start:\n{server.log_text()}")
+
+
+def stop_server(server: Server, timeout: float = 15) -> int:
+    if server.proc.poll() is None:
+        server.proc.send_signal(signal.SIGTERM)
+        try:
+            server.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            server.proc.wait()
+    return server.proc.returncode
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    s = start_server(tmp_path)
+    yield s
+    stop_server(s)
+
+
+def run_sipp(args: list[str], timeout: float = 60, cwd: Path | None = None
+             ) -> subprocess.CompletedProcess[str]:
+    sipp = require("sipp", "sip-tester")
+    port = free_port(("udp",))
+    cmd = [sipp, *args, "-i", "127.0.0.1", "-p", str(port), "-nostdin",
+           "-timeout", f"{int(timeout)}s", "-timeout_error"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 30, cwd=cwd)
+
+
+def sip_request(port: int, data: bytes, *, timeout: float = 2.0, expect: int = 1,
+                transport: str = "udp") -> list[bytes]:
+    """Send raw bytes to the server and collect up to `expect` replies."""
+    if transport == "udp":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(timeout)
+        s.sendto(data, ("127.0.0.1", port))
+        out: list[bytes] = []
+        try:
+            while len(out) < expect:
+                out.append(s.recvfrom(65535)[0])
+        except TimeoutError:
+            pass
+        s.close()
+        return out
+    c = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    c.sendall(data)
+    buf = b""
+    try:
+        while True:
+            chunk = c.recv(65535)
+            if not chunk:
+                break
+            buf += chunk
+            if buf.count(b"SIP/2.0 ") >= expect and buf.endswith(b"\r\n\r\n"):
+                break
+    except TimeoutError:
+        pass
+    c.close()
+    return [buf] if buf else []

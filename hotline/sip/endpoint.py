@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from hotline.sip.addr import Peer
+from hotline.sip.auth import DigestClient, DigestClientError
 from hotline.sip.dialog import Dialog, DialogState
 from hotline.sip.errors import ParseError
 from hotline.sip.headers import Address, Via, parse_address, parse_media_type, parse_tokens
@@ -107,6 +108,7 @@ class Call:
     remote_sdp: bytes | None = None
     pending_modify: ServerTransaction | None = None
     credentials: tuple[str, str] | None = None
+    digest: DigestClient | None = None  # one per call: nc continuity, wrong-password detection
     auth_tries: int = 0
     cancel_requested: bool = False
     extra_headers: list[tuple[str, str]] = field(default_factory=list)
@@ -832,19 +834,20 @@ class Endpoint:
             self._on_2xx(call, resp, peer, now)
 
     def _retry_with_auth(self, call: Call, resp: Response, now: float) -> bool:
-        from hotline.sip.auth import DigestClient
-
         assert call.credentials is not None
         header = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
         challenges = resp.headers.raw_values(header)
         if not challenges:
             return False
-        user, password = call.credentials
-        client = DigestClient(user, password, random_bytes=self.random_bytes)
+        if call.digest is None:
+            user, password = call.credentials
+            call.digest = DigestClient(user, password, random_bytes=self.random_bytes)
+        client = call.digest
         inv = call.invite
         try:
             value = client.authorize(challenges, "INVITE", str(inv.uri))
-        except ValueError:
+        except DigestClientError as exc:
+            log.info("call %s: giving up on authentication: %s", call.call_id, exc)
             return False
         call.auth_tries += 1
         h = inv.headers.copy()

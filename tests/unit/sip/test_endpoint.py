@@ -209,3 +209,72 @@ def test_uac_invite_ack_and_bye() -> None:
     h.ep.hangup(call, h.now)
     [bye] = h.flush()
     assert isinstance(bye, Request) and bye.method == "BYE" and bye.cseq.number == 2
+
+
+def _reply(inv: Request, status: int, extra: str = "", tag: str = "agent",
+           body: bytes = b"") -> str:
+    ctype = "Content-Type: application/sdp\r\n" if body else ""
+    return (
+        f"SIP/2.0 {status} X\r\nVia: {inv.headers.get('Via')}\r\nFrom: {inv.headers.get('From')}\r\n"
+        f"To: {inv.headers.get('To')};tag={tag}\r\nCall-ID: {inv.call_id}\r\n"
+        f"CSeq: {inv.cseq.number} INVITE\r\n{extra}{ctype}Content-Length: {len(body)}\r\n\r\n"
+    ) + body.decode()
+
+
+def test_uac_digest_retry_then_wrong_password_gives_up() -> None:
+    from hotline.sip.auth import DigestVerifier
+
+    h = Harness.make()
+    secrets = {"agent1": "s3cret"}
+    from hotline.sip.auth import Algorithm, compute_ha1
+
+    def lookup(user: str) -> dict[Algorithm, str] | None:
+        pw = secrets.get(user)
+        return None if pw is None else {Algorithm.SHA256: compute_ha1(user, "pbx", pw, Algorithm.SHA256)}
+
+    verifier = DigestVerifier("pbx", b"k" * 32, lookup, random_bytes=lambda n: b"r" * n,
+                              algorithms=(Algorithm.SHA256,))
+    call = h.ep.invite("sip:agent1@192.0.2.20", h.now, sdp=SDP_OFFER,
+                       credentials=("agent1", "s3cret"))
+    [inv] = h.flush()
+    assert isinstance(inv, Request)
+    challenge = "".join(f"WWW-Authenticate: {c}\r\n" for c in verifier.challenge(h.now))
+    out = h.feed(_reply(inv, 401, challenge), peer=h.sent[-1][1])
+    methods = [m.method for m in out if isinstance(m, Request)]
+    assert methods == ["ACK", "INVITE"]  # ACK for the 401 inside its transaction, then retry
+    retry = next(m for m in out if isinstance(m, Request) and m.method == "INVITE")
+    assert retry.cseq.number == 2 and retry.top_via.branch != inv.top_via.branch
+    outcome = verifier.verify_request(retry, h.now)
+    assert outcome.accepted and outcome.username == "agent1"
+    # A second, non-stale challenge means the password is wrong: no third INVITE.
+    challenge = "".join(f"WWW-Authenticate: {c}\r\n" for c in verifier.challenge(h.now))
+    out = h.feed(_reply(retry, 401, challenge), peer=h.sent[-1][1])
+    assert [m.method for m in out if isinstance(m, Request)] == ["ACK"]
+    [end] = [e for e in h.take_events() if isinstance(e, CallEnded)]
+    assert end.call is call and end.status == 401
+
+
+def test_uac_large_invite_goes_by_tcp() -> None:
+    h = Harness.make(mtu=1300)
+    big = SDP_OFFER + b"".join(b"a=x-padding:%d\r\n" % i for i in range(80))
+    h.ep.invite("sip:agent1@192.0.2.20", h.now, sdp=big)
+    [inv] = h.flush()
+    assert isinstance(inv, Request)
+    assert h.sent[-1][1].transport == "tcp"
+    assert inv.top_via.transport == "TCP"
+
+
+def test_uac_cancel_after_provisional() -> None:
+    h = Harness.make()
+    call = h.ep.invite("sip:agent1@192.0.2.20", h.now, sdp=SDP_OFFER)
+    [inv] = h.flush()
+    assert isinstance(inv, Request)
+    h.ep.cancel(call, h.now)
+    assert h.flush() == []  # §9.1: no CANCEL before a provisional response
+    out = h.feed(_reply(inv, 180), peer=h.sent[-1][1])
+    [cancel] = [m for m in out if isinstance(m, Request)]
+    assert cancel.method == "CANCEL" and cancel.top_via.branch == inv.top_via.branch
+    out = h.feed(_reply(inv, 487), peer=h.sent[-1][1])
+    assert [m.method for m in out if isinstance(m, Request)] == ["ACK"]
+    [end] = [e for e in h.take_events() if isinstance(e, CallEnded)]
+    assert end.reason is EndReason.CANCELLED

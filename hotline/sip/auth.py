@@ -30,7 +30,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from hotline.sip.errors import ParseError
-from hotline.sip.grammar import show
+from hotline.sip.grammar import Scanner, show
 from hotline.sip.uri import SipURI, parse_uri
 
 if TYPE_CHECKING:
@@ -137,43 +137,15 @@ def format_auth_header(header: AuthHeader, *, quoted: Collection[str] = _ALWAYS_
     return f"{header.scheme} " + ", ".join(parts)
 
 
-class _Scanner:
-    __slots__ = ("pos", "text", "what")
+class _Scanner(Scanner):
+    """The shared header scanner, raising AuthHeaderError; quoted values come back
+    unescaped, and a challenge list needs to tell a parameter from a new scheme."""
 
-    def __init__(self, text: str, what: str) -> None:
-        self.text = text
-        self.pos = 0
-        self.what = what
+    __slots__ = ()
+    error_type = AuthHeaderError
 
-    def error(self, expected: str) -> AuthHeaderError:
-        rest = self.text[self.pos :]
-        found = show(rest) if rest else "end of value"
-        return AuthHeaderError(f"{self.what}: expected {expected}, found {found}")
-
-    def at_end(self) -> bool:
-        return self.pos >= len(self.text)
-
-    def peek(self) -> str:
-        return self.text[self.pos] if self.pos < len(self.text) else ""
-
-    def skip_ws(self) -> bool:
-        start = self.pos
-        while self.pos < len(self.text) and self.text[self.pos] in _WS:
-            self.pos += 1
-        return self.pos > start
-
-    def match(self, pattern: re.Pattern[str]) -> str | None:
-        m = pattern.match(self.text, self.pos)
-        return m.group() if m else None
-
-    def token(self, expected: str) -> str:
-        tok = self.match(_TOKEN_RE)
-        if tok is None:
-            raise self.error(expected)
-        self.pos += len(tok)
-        return tok
-
-    def quoted_string(self, name: str) -> str:
+    def quoted_value(self, name: str) -> str:
+        """A quoted-string's content, escapes resolved; control characters refused."""
         text = self.text
         start = self.pos
         i = start + 1
@@ -249,7 +221,7 @@ def _parse_one(sc: _Scanner) -> tuple[AuthHeader, bool]:
         sc.pos += 1
         sc.skip_ws()
         if sc.peek() == '"':
-            value = sc.quoted_string(name)
+            value = sc.quoted_value(name)
         else:
             value = sc.token(f"a token or quoted-string value for parameter {name!r}")
         low = name.lower()

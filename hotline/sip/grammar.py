@@ -38,6 +38,7 @@ class Scanner:
     """A cursor over one header value (already unfolded: CRLF+WSP became SP)."""
 
     __slots__ = ("pos", "text", "what")
+    error_type: type[ParseError] = ParseError  # subclasses raise their own kind
 
     def __init__(self, text: str, what: str) -> None:
         self.text = text
@@ -47,7 +48,12 @@ class Scanner:
     def error(self, expected: str) -> ParseError:
         rest = self.text[self.pos :]
         found = show(rest) if rest else "end of value"
-        return ParseError(f"{self.what}: expected {expected}, found {found}")
+        return self.error_type(f"{self.what}: expected {expected}, found {found}")
+
+    def match(self, pattern: re.Pattern[str]) -> str | None:
+        """The text `pattern` matches at the cursor (the cursor does not move)."""
+        m = pattern.match(self.text, self.pos)
+        return m.group() if m else None
 
     def at_end(self) -> bool:
         return self.pos >= len(self.text)

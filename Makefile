@@ -7,8 +7,17 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test venv deps sysdeps lint typecheck bench-sip-cps clean
 
+# Debian's python3 lacks ensurepip until python3-venv is installed: add it when root.
 $(BIN)/python:
-	$(PY) -m venv $(VENV)
+	@$(PY) -m venv $(VENV) 2>/dev/null || { \
+	  rm -rf $(VENV); \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian package python3-venv"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; \
+	    $(PY) -m venv $(VENV); \
+	  else \
+	    echo "python3 cannot create a venv: run sudo apt-get install python3-venv" >&2; exit 1; \
+	  fi; }
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml

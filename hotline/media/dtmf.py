@@ -32,16 +32,21 @@ How it measures (ITU-T Q.24 is the yardstick):
   (DC removed), which out-of-band energy from speech or music fails; what is left in
   the other bins of each group, after the fitted tones' leakage, is
   `min_group_peak_db` below that group's tone; and what is left at each second
-  harmonic is `max_harmonic_db` below its tone.
+  harmonic is `max_harmonic_db` below its tone — both beyond the floor that the
+  window's power outside the two tones, taken as white noise, leaves in a bin.
 
 How it times: a key starts after `min_windows` consecutive hits of the same key whose
 measured frequencies stay within 5 Hz of the run's mean (sweeps and gliding voices
-drift), and ends after `end_windows` consecutive windows without it, or as soon as
-another key has started. With the defaults (4 and 8, 5 ms apart, and windows that
-count as hits when about four-fifths filled with tone) a 23 ms tone gives at most
-three hits and a 40 ms tone at least four, so keys are accepted from about 25-30 ms;
-dropouts up to 20 ms are ridden through, and a pause of 25 ms or more separates two
-presses (Q.24: ride through 10 ms, separate at 40 ms).
+drift), a limit widened by what noise can move the measurements: each hit carries the
+spread of its frequency estimates (from the window's power outside the two tones against
+each tone's power), and may differ from the mean by three standard deviations of that
+difference on top of the 5 Hz, since a quiet tone in noise wanders a few hertz from
+window to window without drifting. A key ends after `end_windows` consecutive windows
+without it, or as soon as another key has started. With the defaults (4 and 8, 5 ms
+apart, and windows that count as hits when about four-fifths filled with tone) a 23 ms
+tone gives at most three hits and a 40 ms tone at least four, so keys are accepted from
+about 25-30 ms; dropouts up to 20 ms are ridden through, and a pause of 25 ms or more
+separates two presses (Q.24: ride through 10 ms, separate at 40 ms).
 
 Sample positions are on the tick timeline: sample ``tick_index · samples_per_tick + k``
 is sample k of the block given with `tick_index`. A key's ``start_sample`` and
@@ -81,7 +86,16 @@ _GATE_SLACK = 2.0  # the gate's allowance for leakage and noise beyond the offse
 _GATE_PEAK = 2.0  # the gate's group peak: best bin at least 3 dB above the next
 _MODEL_SLACK = 0.25  # share of a bin's predicted leakage power a fit may leave unexplained
 _MAX_DRIFT_HZ = 5.0  # how far a hit's tones may be from the mean of the run so far
+_DRIFT_SIGMAS = 3.0  # plus this many standard deviations of the measurement noise
+# Standard deviation (Hz) of a tone's offset measured from the phase advance between two
+# 80-sample halves, per unit of sqrt(white-noise power / tone power): each half's phase
+# has variance noise / (80 · tone power), the advance twice that, over 80 samples.
+_SPREAD_HZ = SAMPLE_RATE / (2.0 * np.pi * 2 * HOP) * np.sqrt(2.0 / (2 * HOP))
 _HARMONIC_SLACK = 1.0  # the same for harmonic bins, which can sit on the other tone's slope
+# Multiples of the mean power white noise leaves in a bin that a checked bin may hold on
+# top of its limit: noise exceeds six times its mean with probability e^-6 (0.25 %), while
+# an interferer concentrated in the bin is still judged on at least 92 % of its power.
+_NOISE_SLACK = 6.0
 
 _FUNDAMENTALS = np.array(ROW_HZ + COL_HZ)
 _FREQS_INT = np.concatenate([_FUNDAMENTALS, 2 * _FUNDAMENTALS]).astype(np.int64)
@@ -286,6 +300,7 @@ class DtmfDetectorBank:
         self._candidate_hits = np.zeros(0, dtype=np.int32)
         self._candidate_first = np.zeros(0, dtype=np.int64)
         self._candidate_offsets = np.zeros((0, 2), dtype=np.float32)
+        self._candidate_variance = np.zeros((0, 2), dtype=np.float32)
         self._suppress_any = np.zeros(0, dtype=np.int64)
         self._suppress_key = np.zeros((0, 16), dtype=np.int64)
         self._allocate(capacity)
@@ -309,6 +324,8 @@ class DtmfDetectorBank:
         self._candidate_hits = _grown(self._candidate_hits, capacity, 0)  # its length
         self._candidate_first = _grown(self._candidate_first, capacity, 0)  # its first window
         self._candidate_offsets = _grown(self._candidate_offsets, capacity, 0.0, (2,))  # mean
+        # Sum over the run's hits of their offsets' noise variances (Hz²).
+        self._candidate_variance = _grown(self._candidate_variance, capacity, 0.0, (2,))
         self._suppress_any = _grown(self._suppress_any, capacity, _NO_LIMIT)
         self._suppress_key = _grown(self._suppress_key, capacity, _NO_LIMIT, (16,))
         # Work buffers for `process`, reused every tick: fresh arrays of this size would
@@ -445,8 +462,8 @@ class DtmfDetectorBank:
         self._history_energy[slot_index] = stacked_energy[:, -_HISTORY:]
         self._last_tick[slot_index] = tick_index
 
-        keys, offsets = self._classify(stacked, stacked_energy, subs, tick_index)
-        return self._advance_states(keys, offsets, slot_index, broken, gap, tick_index)
+        keys, offsets, spreads = self._classify(stacked, stacked_energy, subs, tick_index)
+        return self._advance_states(keys, offsets, spreads, slot_index, broken, gap, tick_index)
 
     def _tick_basis(self, tick_index: int) -> npt.NDArray[np.float32]:
         """cos/−sin at every bin for this tick's samples, phased to absolute sample 0.
@@ -500,9 +517,10 @@ class DtmfDetectorBank:
         stacked_energy: npt.NDArray[np.float32],
         subs: int,
         tick_index: int,
-    ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float32]]:
-        """Key index (0…15) heard in each new window, or −1: shape (legs, subs); and the
-        measured offsets (Hz) of its two tones: shape (legs, subs, 2).
+    ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """Key index (0…15) heard in each new window, or −1: shape (legs, subs); the
+        measured offsets (Hz) of its two tones, and the standard deviations noise gives
+        those measurements (Hz): each of shape (legs, subs, 2).
 
         Stage one, for every window: the 20 ms window's bin powers and a gate that lets
         through only windows the precise stage could accept. Stage two, for those few:
@@ -537,12 +555,15 @@ class DtmfDetectorBank:
         gate &= row_max + col_max >= mean_square * self._gate_ratio
         keys = np.full(gate.shape, -1, dtype=np.int8)
         offsets = np.zeros((*gate.shape, 2), dtype=np.float32)
+        spreads = np.zeros((*gate.shape, 2), dtype=np.float32)
         legs_at, windows_at = np.nonzero(gate)
         if legs_at.size:
-            keys[legs_at, windows_at], offsets[legs_at, windows_at] = self._judge(
-                stacked, power, mean_square, legs_at, windows_at, tick_index
-            )
-        return keys, offsets
+            (
+                keys[legs_at, windows_at],
+                offsets[legs_at, windows_at],
+                spreads[legs_at, windows_at],
+            ) = self._judge(stacked, power, mean_square, legs_at, windows_at, tick_index)
+        return keys, offsets, spreads
 
     def _judge(
         self,
@@ -552,9 +573,9 @@ class DtmfDetectorBank:
         legs_at: npt.NDArray[np.intp],
         windows_at: npt.NDArray[np.intp],
         tick_index: int,
-    ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float64]]:
-        """The precise verdict for the gated windows: key index or −1, and the two tones'
-        frequency offsets (Hz), for each.
+    ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """The precise verdict for the gated windows: key index or −1, the two tones'
+        frequency offsets (Hz), and the standard deviation noise gives each offset (Hz).
 
         Fits the two strongest tones — frequency offset and complex amplitude, each
         cleared of the other's leakage — then judges the fit and what it leaves over.
@@ -637,19 +658,32 @@ class DtmfDetectorBank:
         scale = 2.0 / (WINDOW * WINDOW)
         residual = _abs2(observed - predicted) * scale
         allowance = _abs2(predicted) * scale
+        # The window's power outside the two tones, taken as white noise: a bin holds
+        # 2 / WINDOW of it on average, whatever the tones, so the limits below (relative to
+        # a tone) leave room for that floor too; without it a quiet tone in noise fails
+        # them now and then, all the more when its offset lowers the harmonic limit.
+        noise = np.maximum(mean_square[legs_at, windows_at] - (row_power + col_power), 0.0)
+        floor = (noise * (_NOISE_SLACK * 2.0 / WINDOW))[:, None]
         limit = np.repeat(tone_power / self._peak, 3, axis=1)
-        peaked = np.all(residual[:, :6] <= limit + allowance[:, :6] * _MODEL_SLACK, axis=1)
+        peaked = np.all(residual[:, :6] <= limit + allowance[:, :6] * _MODEL_SLACK + floor, axis=1)
         # A harmonic lies twice its tone's offset away from its bin, where the window
         # passes only `response` of its power.
         response = np.maximum(_power_gain(2.0 * offset_hz), 0.25)
         pure = np.all(
             residual[:, 6:]
-            <= tone_power * (self._harmonic * response) + allowance[:, 6:] * _HARMONIC_SLACK,
+            <= tone_power * (self._harmonic * response)
+            + allowance[:, 6:] * _HARMONIC_SLACK
+            + floor,
             axis=1,
         )
 
+        # How far that noise moves each measured offset, against each tone's power.
+        spread_hz = _SPREAD_HZ * np.sqrt(
+            noise[:, None] / np.maximum(tone_power, np.finfo(np.float64).tiny)
+        )
+
         hit = in_tolerance & loud & twist & dominant & peaked & pure
-        return np.where(hit, row * 4 + (col - 4), -1).astype(np.int8), offset_hz
+        return np.where(hit, row * 4 + (col - 4), -1).astype(np.int8), offset_hz, spread_hz
 
     # ----------------------------------------------------------- state machine
 
@@ -657,6 +691,7 @@ class DtmfDetectorBank:
         self,
         keys: npt.NDArray[np.int8],
         offsets: npt.NDArray[np.float32],
+        spreads: npt.NDArray[np.float32],
         slots: npt.NDArray[np.intp],
         broken: npt.NDArray[np.bool_],
         gap: npt.NDArray[np.int64],
@@ -673,6 +708,7 @@ class DtmfDetectorBank:
             return []
         keys = keys[busy]
         offsets = offsets[busy]
+        spreads = spreads[busy]
         slots = slots[busy]
         broken = broken[busy]
         gap = gap[busy]
@@ -689,6 +725,7 @@ class DtmfDetectorBank:
         candidate_hits = self._candidate_hits[slots]
         candidate_first = self._candidate_first[slots]
         candidate_offsets = self._candidate_offsets[slots]  # mean over the run's hits
+        candidate_variance = self._candidate_variance[slots]  # sum of their noise variances
         if broken.any():
             # Ticks this slot missed count as silence: the windows they held all missed.
             skipped = np.minimum(gap - 1, 1000).astype(np.int32) * subs
@@ -716,13 +753,20 @@ class DtmfDetectorBank:
             last_hit = np.where(hit, window_end, last_hit)
 
             offset = offsets[:, m]
+            variance = spreads[:, m] ** 2
             # A key's tones hold their frequency: a hit whose tones moved away from the
-            # run's mean starts a new run (sweeps and gliding voices do this).
-            steady = np.all(np.abs(offset - candidate_offsets) <= _MAX_DRIFT_HZ, axis=1)
+            # run's mean starts a new run (sweeps and gliding voices do this). Noise moves
+            # both the hit's measurement and the mean's, so the limit widens by
+            # `_DRIFT_SIGMAS` standard deviations of their difference.
+            run_length = np.maximum(candidate_hits, 1)[:, None]
+            noise = variance + candidate_variance / (run_length * run_length)
+            limit = np.sqrt(_MAX_DRIFT_HZ**2 + _DRIFT_SIGMAS**2 * noise)
+            steady = np.all(np.abs(offset - candidate_offsets) <= limit, axis=1)
             same = heard & (key == candidate) & steady
             candidate_hits = np.where(same, candidate_hits + 1, heard.astype(np.int32))
             step = (offset - candidate_offsets) / np.maximum(candidate_hits, 1)[:, None]
             candidate_offsets = np.where(same[:, None], candidate_offsets + step, offset)
+            candidate_variance = np.where(same[:, None], candidate_variance + variance, variance)
             candidate_first = np.where(same, candidate_first, window_end)
             candidate = key
 
@@ -764,6 +808,7 @@ class DtmfDetectorBank:
         self._candidate_hits[slots] = np.minimum(candidate_hits, 1 << 20)
         self._candidate_first[slots] = candidate_first
         self._candidate_offsets[slots] = candidate_offsets
+        self._candidate_variance[slots] = candidate_variance
 
         if not (started.any() or ended.any()):
             return []

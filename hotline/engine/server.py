@@ -16,8 +16,10 @@ import signal
 from dataclasses import dataclass, field
 
 from hotline.config import Config
+from hotline.engine.media_loop import DtmfMethod, MediaLoop, OutboundSource
 from hotline.engine.ports import PortsExhausted, RtpPortPool
 from hotline.engine.transport import SipTransports
+from hotline.media.tones import beep
 from hotline.sip.addr import Peer
 from hotline.sip.auth import Algorithm, DigestVerifier
 from hotline.sip.auth_policy import DigestAuthenticator
@@ -70,6 +72,7 @@ class Engine:
         self._stopped = asyncio.Event()
         self._drain_task: asyncio.Task[None] | None = None
         self.media_host = config.sip.advertised_host or config.sip.listen[0].host
+        self.media: MediaLoop | None = None
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -107,6 +110,12 @@ class Engine:
             ),
             random_bytes=os.urandom,
             registrar=registrar,
+        )
+        self.media = MediaLoop(
+            self.loop, cfg.sip.listen[0].host, on_digit=self._on_digit,
+            on_inactive=self._on_rtp_inactive,
+            inactivity_timeout=cfg.rtp.inactivity_timeout_seconds,
+            source_factory=lambda: OutboundSource(beep(200.0)),
         )
 
     def _authenticator(self) -> DigestAuthenticator:
@@ -172,6 +181,8 @@ class Engine:
     async def stop(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self.media is not None:
+            self.media.close()
         await self.transports.close()
         self._stopped.set()
 
@@ -237,6 +248,7 @@ class Engine:
             return  # cancelled or ended while ringing
         ep.answer(call, sdp, self._now())
         log.info("answered call %s from %s to %s", call.call_id, call.remote_user, call.dialled)
+        self._start_media(call)
         if from_timer:
             self._after_input()
 
@@ -274,6 +286,8 @@ class Engine:
                 except SdpRejected as exc:
                     log.info("bad SDP answer in ACK on %s: %s", ev.call.call_id, exc.reason)
                     ep.hangup(ev.call, now)
+                    return
+            self._start_media(ev.call)
         elif isinstance(ev, SessionModified):
             media = ev.call.app
             if not isinstance(media, CallMedia):
@@ -285,9 +299,13 @@ class Engine:
                 ep.answer_modify(ev.call, exc.status, None, now)
                 return
             ep.answer_modify(ev.call, 200, sdp, now)
+            if self.media is not None and media.session.media is not None:
+                self.media.update(ev.call, media.session.media)
         elif isinstance(ev, CallEnded):
             media = ev.call.app
             if isinstance(media, CallMedia):
+                if self.media is not None:
+                    self.media.remove_leg(ev.call)
                 self.ports.release(media.rtp_port)
                 ev.call.app = None
             log.info("call %s ended: %s", ev.call.call_id, ev.reason.value)
@@ -303,6 +321,32 @@ class Engine:
             log.info("registration %s: %d contact(s)", ev.change.aor, len(ev.change.contacts))
         elif isinstance(ev, OutboundAnswered):
             log.info("outbound call %s answered", ev.call.call_id)
+
+    # -- media ------------------------------------------------------------------
+
+    def _start_media(self, call: Call) -> None:
+        media = call.app
+        if (not isinstance(media, CallMedia) or media.session.media is None
+                or self.media is None or call in self.media.core.legs):
+            return
+        try:
+            self.media.add_leg(call, media.rtp_port, media.session.media)
+        except OSError as exc:
+            log.warning("call %s: cannot bind RTP port %d: %s", call.call_id, media.rtp_port, exc)
+
+    def _on_digit(self, call: Call, digit: str, method: DtmfMethod) -> None:
+        media = call.app
+        if isinstance(media, CallMedia):
+            media.dtmf.append(digit)
+        log.info("call %s: DTMF %s by %s", call.call_id, digit, method.value)
+
+    def _on_rtp_inactive(self, call: Call) -> None:
+        ep = self.endpoint
+        assert ep is not None
+        log.info("call %s: no RTP for %g s, hanging up", call.call_id,
+                 self.config.rtp.inactivity_timeout_seconds)
+        ep.hangup(call, self._now())
+        self._after_input()
 
 
 async def serve(config: Config) -> None:

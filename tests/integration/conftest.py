@@ -94,6 +94,7 @@ registrar:
 rtp:
   port_min: {rtp_min}
   port_max: {rtp_max}
+  inactivity_timeout_seconds: {rtp_inactivity}
 paths:
   data: {data}
 database:
@@ -112,7 +113,7 @@ def start_server(tmp: Path, **overrides: object) -> Server:
         "port": port, "t1": 500, "max_calls": 500, "max_cps": 500.0, "drain": 30.0,
         "reg_rate": 5.0, "reg_burst": 20, "require_auth": "true",
         "rtp_min": rtp_min, "rtp_max": rtp_min + 2000, "data": tmp / "var",
-        "registrar_extra": "", "sip_extra": "",
+        "registrar_extra": "", "sip_extra": "", "rtp_inactivity": 30.0,
     }
     extra = str(overrides.pop("extra_yaml", ""))
     values.update(overrides)

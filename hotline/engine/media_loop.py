@@ -1,0 +1,778 @@
+"""The media plane's one clock: a single 20 ms tick that serves every call leg at once.
+
+Owns, for every leg of every call: the RTP and RTCP sockets (one asyncio
+`DatagramProtocol` each, bound on the leg's port pair), the per-leg inbound queue and
+playout buffer, the tick schedule, and the tick itself — take each leg's due audio,
+decode G.711 for all legs in one table lookup per codec, run the in-band DTMF bank over
+the whole (legs × 160) block, report digits exactly once (RFC 4733 and in-band
+de-duplicated), render and encode each leg's outbound audio in one lookup per codec,
+and send one RTP packet per leg stamped from the tick schedule.
+
+Two layers:
+
+* `TickSchedule` and `MediaCore` are pure: no sockets, no clock. `MediaCore.receive_rtp`
+  is what a datagram costs (parse, latch, sequence check, append to the leg's queue);
+  `MediaCore.tick(index, now, skipped)` is one tick. Tests drive both with fake time.
+* `MediaLoop` owns the asyncio side: it binds the sockets, and fires tick n at
+  ``t0 + n · 20 ms`` with `loop.call_at` — never `sleep` — so lateness never
+  accumulates; a tick that is more than `max_behind` periods late skips ahead (counted),
+  and skipped ticks still advance every leg's RTP clock.
+
+Not here: the jitter buffer (legs play their packets in sequence order after a short
+fixed prefill), mixing between legs, IVR prompts and RTCP sending (RTCP is received
+and counted only). This module must not know about SIP dialogs: legs are keyed by an
+opaque hashable the engine chooses, and the engine is told about digits and dead legs
+through callbacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+from collections import deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from hotline.media import g711
+from hotline.media.dtmf import DtmfDetectorBank, InbandDigitEnded, InbandDigitStarted
+from hotline.media.tones import SAMPLE_RATE
+from hotline.rtp.rtcp import RtcpError, parse_compound
+from hotline.rtp.seq import SeqOutcome
+from hotline.rtp.stream import Address, RtpReceiver, RtpSender, SymmetricLatch
+from hotline.rtp.telephone_event import DigitEnded, DtmfEvent, DtmfEventReceiver
+from hotline.sip.sdp import NegotiatedMedia
+
+log = logging.getLogger("hotline.media")
+
+SAMPLES_PER_TICK = 160
+TICK_SECONDS = SAMPLES_PER_TICK / SAMPLE_RATE  # 0.020
+INACTIVITY_CHECK_TICKS = 50  # look for dead legs once a second
+
+Int16Array = npt.NDArray[np.int16]
+
+_DUPLICATE = SeqOutcome.DUPLICATE
+_JUMP = SeqOutcome.JUMP
+_LATE = SeqOutcome.LATE
+_DECODE = {g711.Codec.PCMU: g711.ULAW_DECODE, g711.Codec.PCMA: g711.ALAW_DECODE}
+_ENCODE = {g711.Codec.PCMU: g711.ULAW_ENCODE, g711.Codec.PCMA: g711.ALAW_ENCODE}
+_SILENCE_PAYLOAD = {c: bytes([c.silence]) * SAMPLES_PER_TICK for c in g711.Codec}
+
+
+class DtmfMethod(Enum):
+    """How a digit reached us."""
+
+    RFC4733 = "rfc4733"
+    INBAND = "inband"
+
+
+DigitCallback = Callable[[Any, str, DtmfMethod], None]
+InactiveCallback = Callable[[Any], None]
+SendTo = Callable[[bytes, Address], None]
+
+
+# -- the schedule ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TickSlot:
+    """The tick to run now: its index, when it was due, how late it runs, and how many
+    ticks before it were skipped (not run) to catch up."""
+
+    index: int
+    due: float
+    lateness: float
+    skipped: int
+
+
+class TickSchedule:
+    """Tick n is due at ``t0 + n · period``; pure arithmetic on the `now` it is given.
+
+    `begin(now)` says which tick to run when the timer fires at `now`: the next one in
+    order, or — when that one is more than `max_behind` periods overdue — the latest one
+    due, the ones in between counted as skipped. `next_due` is when to fire next; it is
+    always taken from the schedule, never from `now`, so late wake-ups do not drift.
+    """
+
+    def __init__(self, t0: float, period: float = TICK_SECONDS, max_behind: int = 5) -> None:
+        if period <= 0:
+            raise ValueError(f"tick period must be positive, got {period}")
+        if max_behind < 1:
+            raise ValueError(f"max_behind must be at least 1, got {max_behind}")
+        self.t0 = t0
+        self.period = period
+        self.max_behind = max_behind
+        self.next_index = 0
+        self.ticks = 0  # ticks run
+        self.late_ticks = 0  # ticks run more than half a period after they were due
+        self.skipped_ticks = 0
+        self.max_lateness = 0.0
+
+    def due_time(self, index: int) -> float:
+        return self.t0 + index * self.period
+
+    @property
+    def next_due(self) -> float:
+        return self.due_time(self.next_index)
+
+    def begin(self, now: float) -> TickSlot:
+        index = self.next_index
+        lateness = now - self.due_time(index)
+        skipped = 0
+        if lateness > self.max_behind * self.period:
+            latest = int((now - self.t0) // self.period)
+            skipped = latest - index
+            index = latest
+            lateness = now - self.due_time(index)
+            self.skipped_ticks += skipped
+        if lateness > self.period / 2:
+            self.late_ticks += 1
+        self.max_lateness = max(self.max_lateness, lateness)
+        self.ticks += 1
+        self.next_index = index + 1
+        return TickSlot(index, self.due_time(index), lateness, skipped)
+
+    def restart(self, now: float) -> None:
+        """Resume after an idle spell: the next tick (same index sequence) is due `now`."""
+        self.t0 = now - self.next_index * self.period
+
+
+# -- outbound audio -------------------------------------------------------------------
+
+
+class OutboundSource:
+    """What a leg plays: int16 samples at 8 kHz, once (then silence) or looped."""
+
+    __slots__ = ("loop", "position", "samples")
+
+    def __init__(self, samples: npt.NDArray[np.generic], loop: bool = False) -> None:
+        data = np.asarray(samples)
+        if data.ndim != 1 or data.dtype != np.int16:
+            raise ValueError(f"outbound audio must be 1-D int16 samples, got {data.dtype} {data.shape}")
+        if loop and data.size == 0:
+            raise ValueError("a looping outbound source needs at least one sample")
+        self.samples: Int16Array = data
+        self.loop = loop
+        self.position = 0
+
+    @property
+    def finished(self) -> bool:
+        return not self.loop and self.position >= self.samples.size
+
+    def take(self, n: int) -> Int16Array:
+        """The next `n` samples (zeros after a one-shot source has ended)."""
+        size = self.samples.size
+        start = self.position
+        if self.loop:
+            index = (start + np.arange(n)) % size
+            self.position = (start + n) % size
+            return self.samples[index]
+        end = min(start + n, size)
+        self.position = start + n
+        chunk = self.samples[start:end]
+        if end - start == n:
+            return chunk
+        out = np.zeros(n, dtype=np.int16)
+        out[: end - start] = chunk
+        return out
+
+
+# -- legs -----------------------------------------------------------------------------
+
+
+def _g711(codec: object) -> g711.Codec:
+    return g711.Codec[getattr(codec, "name", str(codec))]
+
+
+@dataclass(slots=True)
+class _PendingInband:
+    digit: str
+    started_at: float  # arrival timeline
+    commit_at: float
+
+
+class MediaLeg:
+    """Everything the media plane keeps for one leg."""
+
+    def __init__(
+        self,
+        key: Hashable,
+        port: int,
+        media: NegotiatedMedia,
+        slot: int,
+        now: float,
+        rng: random.Random,
+        source: OutboundSource | None,
+    ) -> None:
+        self.key = key
+        self.port = port
+        self.slot = slot
+        self.latch = SymmetricLatch()
+        self.receiver = RtpReceiver(now=now, latch=self.latch)
+        self.sender = RtpSender.with_random_start(rng)
+        self.events = DtmfEventReceiver()
+        self.queue: list[tuple[int, g711.Codec, bytes]] = []  # (extended seq, codec, payload)
+        self.reordered = False
+        self.buffer = bytearray()  # inbound codes waiting for their tick
+        self.buffer_codec: g711.Codec | None = None
+        self.playing = False
+        self.source = source
+        self.sendto: SendTo | None = None
+        self.transports: list[asyncio.BaseTransport] = []
+        self.first_packet = True
+        self.pending_inband: list[_PendingInband] = []
+        self.inband_reported: deque[tuple[str, float]] = deque(maxlen=8)
+        self.rfc_skipped: set[tuple[int, int]] = set()  # (ssrc, start_ts) copies of in-band keys
+        self.rtcp_packets = 0
+        self.rtcp_malformed = 0
+        self.unknown_payload = 0
+        self.underruns = 0
+        self.overflow_samples = 0
+        self.inactive_reported = False
+        self.delay = 0.0  # seconds between arrival and analysis of the last tick's audio
+        self.media = media
+        self.codec = g711.Codec.PCMU
+        self.payload_type = 0
+        self.rx_codecs: dict[int, g711.Codec] = {}
+        self.event_types: frozenset[int] = frozenset()
+        self.remote: Address | None = None
+        self.sends = False
+        self.receives = True
+        self.apply(media, now)
+
+    def apply(self, media: NegotiatedMedia, now: float) -> None:
+        """Take a (re)negotiated media description."""
+        self.media = media
+        self.codec = _g711(media.codec)
+        self.payload_type = media.payload_type
+        self.rx_codecs = {pt: _g711(c) for pt, c in media.receive_codecs}
+        te = media.receive_telephone_event
+        self.event_types = frozenset() if te is None else frozenset({te})
+        self.receiver.audio_payload_types = frozenset(self.rx_codecs)
+        self.receiver.event_payload_types = self.event_types
+        remote: Address | None = (media.remote_address, media.remote_port)
+        if media.remote_address in ("0.0.0.0", "::") or media.remote_port == 0:
+            remote = None
+        if remote != self.remote:
+            self.latch.reset(remote)
+            self.latch.expected = remote
+            self.remote = remote
+        self.sends = media.sends and remote is not None
+        self.receives = media.receives
+        self.receiver.touch(now)
+        self.inactive_reported = False
+
+    @property
+    def destination(self) -> Address | None:
+        """Where RTP goes: the latched source (symmetric RTP), else the SDP address."""
+        return self.latch.remote
+
+
+@dataclass(frozen=True, slots=True)
+class TickReport:
+    """What one tick did (for tests and figures)."""
+
+    index: int
+    inbound_keys: tuple[Hashable, ...]  # legs whose audio was decoded, in block order
+    inbound: Int16Array  # their decoded samples, (len(inbound_keys) × 160)
+    sent: int  # RTP packets sent
+
+
+# -- the pure core --------------------------------------------------------------------
+
+
+class MediaCore:
+    """The legs and the work of one tick, without sockets or a clock.
+
+    `prefill_samples`: inbound audio a leg buffers before it starts playing out (and
+    again after an underrun): 320 absorbs 30 ms packetisation against the 20 ms tick.
+    `max_buffer_samples`: beyond this the oldest buffered audio is dropped.
+    """
+
+    def __init__(
+        self,
+        *,
+        on_digit: DigitCallback,
+        on_inactive: InactiveCallback,
+        inactivity_timeout: float = 30.0,
+        rng: random.Random | None = None,
+        prefill_samples: int = 2 * SAMPLES_PER_TICK,
+        max_buffer_samples: int = 10 * SAMPLES_PER_TICK,
+        claim_guard: float = 0.1,
+        source_factory: Callable[[], OutboundSource | None] | None = None,
+    ) -> None:
+        if prefill_samples < SAMPLES_PER_TICK:
+            raise ValueError(f"prefill_samples must be at least {SAMPLES_PER_TICK}, got {prefill_samples}")
+        if max_buffer_samples < prefill_samples + SAMPLES_PER_TICK:
+            raise ValueError("max_buffer_samples must exceed prefill_samples by a tick at least")
+        if inactivity_timeout <= 0:
+            raise ValueError(f"inactivity timeout must be positive, got {inactivity_timeout}")
+        self.on_digit = on_digit
+        self.on_inactive = on_inactive
+        self.inactivity_timeout = inactivity_timeout
+        self.rng = rng or random.Random()
+        self.prefill = prefill_samples
+        self.max_buffer = max_buffer_samples
+        self.claim_guard = claim_guard
+        self.source_factory = source_factory
+        self.bank = DtmfDetectorBank()
+        self.legs: dict[Hashable, MediaLeg] = {}
+        self._by_slot: dict[int, MediaLeg] = {}
+        self._rx_active: set[MediaLeg] = set()  # legs with queued or buffered audio
+        self._dtmf_open: set[MediaLeg] = set()  # legs whose RFC 4733 receiver may time out
+        self._rfc_events: list[tuple[MediaLeg, DtmfEvent, float]] = []
+        self._inband_pending: set[MediaLeg] = set()
+        self.last_index = -1
+        self.digits = 0
+
+    # -- legs --------------------------------------------------------------------
+
+    def add_leg(
+        self,
+        key: Hashable,
+        port: int,
+        media: NegotiatedMedia,
+        now: float,
+        *,
+        source: OutboundSource | None = None,
+        sendto: SendTo | None = None,
+    ) -> MediaLeg:
+        if key in self.legs:
+            raise ValueError(f"media leg {key!r} already exists")
+        if source is None and self.source_factory is not None:
+            source = self.source_factory()
+        leg = MediaLeg(key, port, media, self.bank.add_leg(), now, self.rng, source)
+        leg.sendto = sendto
+        self.legs[key] = leg
+        self._by_slot[leg.slot] = leg
+        return leg
+
+    def update(self, key: Hashable, media: NegotiatedMedia, now: float) -> None:
+        leg = self.legs.get(key)
+        if leg is not None:
+            leg.apply(media, now)
+
+    def remove_leg(self, key: Hashable) -> MediaLeg | None:
+        leg = self.legs.pop(key, None)
+        if leg is None:
+            return None
+        self.bank.remove_leg(leg.slot)
+        del self._by_slot[leg.slot]
+        self._rx_active.discard(leg)
+        self._dtmf_open.discard(leg)
+        self._inband_pending.discard(leg)
+        self._rfc_events = [e for e in self._rfc_events if e[0] is not leg]
+        return leg
+
+    # -- the per-packet path ---------------------------------------------------------
+
+    def receive_rtp(self, leg: MediaLeg, data: bytes, source: Address | None, now: float) -> None:
+        arrival = leg.receiver.receive(data, now, source)
+        if arrival is None:
+            return
+        pt = arrival.payload_type
+        if pt in leg.event_types:
+            events = leg.events.receive_arrival(arrival, now)
+            for event in events:
+                self._rfc_events.append((leg, event, now))
+            self._dtmf_open.add(leg)
+            return
+        codec = leg.rx_codecs.get(pt)
+        if codec is None:
+            leg.unknown_payload += 1
+            return
+        status = arrival.status
+        if status is _DUPLICATE or status is _JUMP:
+            return
+        if status is _LATE:
+            leg.reordered = True
+        leg.queue.append(
+            (arrival.extended_sequence, codec, data[arrival.payload_start : arrival.payload_end])
+        )
+        self._rx_active.add(leg)
+
+    def receive_rtcp(self, leg: MediaLeg, data: bytes) -> None:
+        leg.rtcp_packets += 1
+        try:
+            parse_compound(data)
+        except RtcpError:
+            leg.rtcp_malformed += 1
+
+    # -- the tick -------------------------------------------------------------------------
+
+    def tick(self, index: int, now: float, skipped: int = 0) -> TickReport:
+        """Run tick `index` (its samples are index·160 … index·160+159 of the media
+        timeline) at `now`; `skipped` ticks before it were not run."""
+        if index <= self.last_index:
+            raise ValueError(f"tick {index} is not after the last tick {self.last_index}")
+        self.last_index = index
+        self._dtmf_timers(now)
+        keys, block = self._inbound(index, now)
+        self._rfc_digits(index)
+        self._commit_inband(now)
+        sent = self._outbound(index, now, skipped)
+        if index % INACTIVITY_CHECK_TICKS == 0:
+            self._check_inactive(now)
+        return TickReport(index, keys, block, sent)
+
+    def _dtmf_timers(self, now: float) -> None:
+        if not self._dtmf_open:
+            return
+        for leg in list(self._dtmf_open):
+            deadline = leg.events.next_deadline()
+            if deadline is None:
+                self._dtmf_open.discard(leg)
+            elif deadline <= now:
+                for event in leg.events.handle_timer(now):
+                    self._rfc_events.append((leg, event, now))
+
+    def _inbound(self, index: int, now: float) -> tuple[tuple[Hashable, ...], Int16Array]:
+        groups: dict[g711.Codec, tuple[list[bytes], list[MediaLeg]]] = {}
+        prefill, max_buffer = self.prefill, self.max_buffer
+        for leg in list(self._rx_active):
+            buffer = leg.buffer
+            queue = leg.queue
+            if queue:
+                if leg.reordered:
+                    queue.sort(key=lambda item: item[0])
+                    leg.reordered = False
+                for _seq, codec, payload in queue:
+                    if codec is not leg.buffer_codec:
+                        buffer.clear()
+                        leg.buffer_codec = codec
+                        leg.playing = False
+                    buffer += payload
+                queue.clear()
+                excess = len(buffer) - max_buffer
+                if excess > 0:
+                    drop = len(buffer) - prefill
+                    del buffer[:drop]
+                    leg.overflow_samples += drop
+            n = len(buffer)
+            if not leg.playing:
+                if n < prefill:
+                    if n == 0:
+                        self._rx_active.discard(leg)
+                    continue
+                leg.playing = True
+            if n < SAMPLES_PER_TICK:
+                leg.playing = False
+                leg.underruns += 1
+                if n == 0:
+                    self._rx_active.discard(leg)
+                continue
+            leg.delay = n / SAMPLE_RATE
+            assert leg.buffer_codec is not None
+            chunks, members = groups.setdefault(leg.buffer_codec, ([], []))
+            chunks.append(bytes(buffer[:SAMPLES_PER_TICK]))
+            del buffer[:SAMPLES_PER_TICK]
+            members.append(leg)
+        if not groups:
+            return (), np.zeros((0, SAMPLES_PER_TICK), dtype=np.int16)
+        blocks: list[Int16Array] = []
+        legs: list[MediaLeg] = []
+        for codec, (chunks, members) in groups.items():
+            codes = np.frombuffer(b"".join(chunks), dtype=np.uint8).reshape(-1, SAMPLES_PER_TICK)
+            blocks.append(_DECODE[codec].take(codes))
+            legs.extend(members)
+        block = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+        slots = np.fromiter((leg.slot for leg in legs), dtype=np.intp, count=len(legs))
+        for event in self.bank.process(block, slots, index):
+            self._inband_event(event, index, now)
+        return tuple(leg.key for leg in legs), block
+
+    def _sample_time(self, leg: MediaLeg, sample: int, index: int, now: float) -> float:
+        """Arrival-timeline time of a sample of the tick timeline."""
+        return now + (sample - index * SAMPLES_PER_TICK) / SAMPLE_RATE - leg.delay
+
+    def _inband_event(
+        self, event: InbandDigitStarted | InbandDigitEnded, index: int, now: float
+    ) -> None:
+        leg = self._by_slot.get(event.slot)
+        if leg is None:
+            return
+        if isinstance(event, InbandDigitStarted):
+            started = self._sample_time(leg, event.start_sample, index, now)
+            detected = self._sample_time(leg, event.detected_sample, index, now)
+            if leg.events.claims(event.digit, started, detected):
+                return
+            leg.pending_inband.append(
+                _PendingInband(event.digit, started, now + self.claim_guard)
+            )
+            self._inband_pending.add(leg)
+        elif event.suppressed:
+            leg.pending_inband = [p for p in leg.pending_inband if p.digit != event.digit]
+
+    def _commit_inband(self, now: float) -> None:
+        if not self._inband_pending:
+            return
+        for leg in list(self._inband_pending):
+            keep: list[_PendingInband] = []
+            for pending in leg.pending_inband:
+                if pending.commit_at > now:
+                    keep.append(pending)
+                elif not leg.events.claims(pending.digit, pending.started_at, now):
+                    leg.inband_reported.append((pending.digit, pending.started_at))
+                    self._report(leg, pending.digit, DtmfMethod.INBAND)
+            leg.pending_inband = keep
+            if not keep:
+                self._inband_pending.discard(leg)
+
+    def _rfc_digits(self, index: int) -> None:
+        if not self._rfc_events:
+            return
+        events, self._rfc_events = self._rfc_events, []
+        guard = self.claim_guard
+        suppress_ahead = self.prefill + round(guard * SAMPLE_RATE)
+        for leg, event, _at in events:
+            # An in-band copy of this press is in audio that arrived up to now; it is
+            # analysed up to a playout buffer later. Tones of this key starting before
+            # then (plus the guard) are the same press.
+            self.bank.suppress(leg.slot, (index + 1) * SAMPLES_PER_TICK + suppress_ahead, event.digit)
+            if isinstance(event, DigitEnded):
+                continue
+            ident = (event.ssrc, event.start_ts)
+            if any(
+                digit == event.digit and abs(started - event.started_at) <= guard + 0.1
+                for digit, started in leg.inband_reported
+            ):
+                leg.rfc_skipped.add(ident)
+                continue
+            leg.pending_inband = [p for p in leg.pending_inband if p.digit != event.digit]
+            self._report(leg, event.digit, DtmfMethod.RFC4733)
+
+    def _report(self, leg: MediaLeg, digit: str, method: DtmfMethod) -> None:
+        self.digits += 1
+        try:
+            self.on_digit(leg.key, digit, method)
+        except Exception:
+            log.exception("digit callback failed for %r", leg.key)
+
+    def _outbound(self, index: int, now: float, skipped: int) -> int:
+        legs = self.legs.values()
+        if skipped:
+            for leg in legs:
+                leg.sender.advance(skipped * SAMPLES_PER_TICK)
+        rendered: dict[g711.Codec, tuple[list[Int16Array], list[MediaLeg]]] = {}
+        silent: list[MediaLeg] = []
+        for leg in legs:
+            if not leg.sends or leg.sendto is None:
+                leg.sender.advance(SAMPLES_PER_TICK, now=now)
+                continue
+            source = leg.source
+            if source is None:
+                silent.append(leg)
+                continue
+            samples, members = rendered.setdefault(leg.codec, ([], []))
+            samples.append(source.take(SAMPLES_PER_TICK))
+            members.append(leg)
+            if source.finished:
+                leg.source = None
+        sent = 0
+        for codec, (samples, members) in rendered.items():
+            codes = _ENCODE[codec].take(np.stack(samples).view(np.uint16))
+            for leg, row in zip(members, codes, strict=True):
+                sent += self._send(leg, row.tobytes(), now)
+        for leg in silent:
+            sent += self._send(leg, _SILENCE_PAYLOAD[leg.codec], now)
+        return sent
+
+    def _send(self, leg: MediaLeg, payload: bytes, now: float) -> int:
+        packet = leg.sender.next_packet(
+            payload, leg.payload_type, SAMPLES_PER_TICK, leg.first_packet, now=now
+        )
+        leg.first_packet = False
+        destination = leg.latch.remote
+        sendto = leg.sendto
+        if destination is None or sendto is None:
+            return 0
+        try:
+            sendto(packet, destination)
+        except OSError as exc:
+            log.debug("RTP send to %s failed: %s", destination, exc)
+            return 0
+        return 1
+
+    def _check_inactive(self, now: float) -> None:
+        timeout = self.inactivity_timeout
+        for leg in list(self.legs.values()):
+            if (
+                leg.receives
+                and not leg.inactive_reported
+                and now - leg.receiver.last_activity >= timeout
+            ):
+                leg.inactive_reported = True
+                try:
+                    self.on_inactive(leg.key)
+                except Exception:
+                    log.exception("inactivity callback failed for %r", leg.key)
+
+
+# -- the asyncio side -----------------------------------------------------------------
+
+
+class _RtpProtocol(asyncio.DatagramProtocol):
+    __slots__ = ("_core", "_leg", "_time")
+
+    def __init__(self, core: MediaCore, leg: MediaLeg, time: Callable[[], float]) -> None:
+        self._core = core
+        self._leg = leg
+        self._time = time
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        self._core.receive_rtp(self._leg, data, addr, self._time())
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("RTP socket of port %d: %s", self._leg.port, exc)
+
+
+class _RtcpProtocol(asyncio.DatagramProtocol):
+    __slots__ = ("_core", "_leg")
+
+    def __init__(self, core: MediaCore, leg: MediaLeg) -> None:
+        self._core = core
+        self._leg = leg
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        self._core.receive_rtcp(self._leg, data)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("RTCP socket of port %d: %s", self._leg.port + 1, exc)
+
+
+def _bind_udp(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class MediaLoop:
+    """The asyncio driver: sockets per leg, and the one tick timer for all of them."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        host: str,
+        *,
+        on_digit: DigitCallback,
+        on_inactive: InactiveCallback,
+        inactivity_timeout: float = 30.0,
+        max_behind: int = 5,
+        source_factory: Callable[[], OutboundSource | None] | None = None,
+    ) -> None:
+        self.loop = loop
+        self.host = host
+        self.core = MediaCore(
+            on_digit=on_digit,
+            on_inactive=on_inactive,
+            inactivity_timeout=inactivity_timeout,
+            source_factory=source_factory,
+        )
+        self.schedule = TickSchedule(loop.time(), TICK_SECONDS, max_behind)
+        self._handle: asyncio.TimerHandle | None = None
+        self._setup: set[asyncio.Future[None]] = set()
+        self._closed = False
+        self.tick_errors = 0
+
+    # -- legs ------------------------------------------------------------------------
+
+    def add_leg(
+        self, key: Hashable, port: int, media: NegotiatedMedia, *, source: OutboundSource | None = None
+    ) -> MediaLeg:
+        """Bind the leg's RTP and RTCP sockets now (raises OSError if it cannot) and
+        start serving it from the next tick."""
+        if self._closed:
+            raise RuntimeError("the media loop is closed")
+        rtp = _bind_udp(self.host, port)
+        try:
+            rtcp = _bind_udp(self.host, port + 1)
+        except OSError:
+            rtp.close()
+            raise
+        leg = self.core.add_leg(key, port, media, self.loop.time(), source=source)
+        future = asyncio.ensure_future(self._open(leg, rtp, rtcp), loop=self.loop)
+        self._setup.add(future)
+        future.add_done_callback(self._setup.discard)
+        if self._handle is None:
+            self.schedule.restart(self.loop.time())
+            self._handle = self.loop.call_at(self.schedule.next_due, self._fire)
+        return leg
+
+    async def _open(self, leg: MediaLeg, rtp: socket.socket, rtcp: socket.socket) -> None:
+        core, time = self.core, self.loop.time
+        try:
+            transport, _ = await self.loop.create_datagram_endpoint(
+                lambda: _RtpProtocol(core, leg, time), sock=rtp
+            )
+        except OSError:
+            rtp.close()
+            rtcp.close()
+            log.exception("cannot open RTP port %d", leg.port)
+            return
+        leg.transports.append(transport)
+        try:
+            control, _ = await self.loop.create_datagram_endpoint(
+                lambda: _RtcpProtocol(core, leg), sock=rtcp
+            )
+            leg.transports.append(control)
+        except OSError:
+            rtcp.close()
+            log.exception("cannot open RTCP port %d", leg.port + 1)
+        if self.core.legs.get(leg.key) is not leg:  # removed meanwhile
+            self._close_transports(leg)
+            return
+        leg.sendto = transport.sendto
+
+    def update(self, key: Hashable, media: NegotiatedMedia) -> None:
+        self.core.update(key, media, self.loop.time())
+
+    def remove_leg(self, key: Hashable) -> None:
+        leg = self.core.remove_leg(key)
+        if leg is not None:
+            leg.sendto = None
+            self._close_transports(leg)
+        if not self.core.legs and self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    @staticmethod
+    def _close_transports(leg: MediaLeg) -> None:
+        for transport in leg.transports:
+            transport.close()
+        leg.transports.clear()
+
+    def close(self) -> None:
+        self._closed = True
+        for key in list(self.core.legs):
+            self.remove_leg(key)
+        for future in self._setup:
+            future.cancel()
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    # -- the tick ----------------------------------------------------------------------
+
+    def _fire(self) -> None:
+        slot = self.schedule.begin(self.loop.time())
+        try:
+            self.core.tick(slot.index, slot.due, slot.skipped)
+        except Exception:
+            self.tick_errors += 1
+            log.exception("media tick %d failed", slot.index)
+        if self.core.legs and not self._closed:
+            self._handle = self.loop.call_at(self.schedule.next_due, self._fire)
+        else:
+            self._handle = None

@@ -1,0 +1,361 @@
+"""The pure parts of the media tick: schedule arithmetic, and `MediaCore` driven with
+datagrams and tick indices on a fake clock (no sockets, no sleeps)."""
+
+from __future__ import annotations
+
+import itertools
+import struct
+from collections.abc import Hashable
+
+import numpy as np
+import pytest
+
+from hotline.engine.media_loop import (
+    SAMPLES_PER_TICK,
+    TICK_SECONDS,
+    DtmfMethod,
+    MediaCore,
+    OutboundSource,
+    TickSchedule,
+)
+from hotline.media import g711, tones
+from hotline.rtp.stream import Address
+from hotline.sip.sdp import Codec, Direction, NegotiatedMedia
+
+PEER = ("127.0.0.1", 7000)
+
+
+def media(codec: Codec = Codec.PCMU, port: int = 7000, te: int | None = 101) -> NegotiatedMedia:
+    pt = codec.static_payload_type
+    return NegotiatedMedia("127.0.0.1", port, "127.0.0.1", port + 1, codec, pt, te, 20,
+                           Direction.SENDRECV, ((pt, codec),), te)
+
+
+def rtp(pt: int, seq: int, ts: int, payload: bytes, ssrc: int = 0xABC, marker: bool = False) -> bytes:
+    return struct.pack("!BBHII", 0x80, pt | (0x80 if marker else 0), seq, ts, ssrc) + payload
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.digits: list[tuple[Hashable, str, DtmfMethod]] = []
+        self.inactive: list[Hashable] = []
+        self.sent: dict[Hashable, list[tuple[bytes, Address]]] = {}
+
+    def core(self, **kw: object) -> MediaCore:
+        return MediaCore(on_digit=lambda k, d, m: self.digits.append((k, d, m)),
+                         on_inactive=self.inactive.append, **kw)  # type: ignore[arg-type]
+
+    def sink(self, key: Hashable) -> object:
+        out = self.sent.setdefault(key, [])
+        return lambda data, addr: out.append((data, addr))
+
+
+# -- schedule -----------------------------------------------------------------------------
+
+
+def test_schedule_runs_on_time_ticks_in_order_without_drift() -> None:
+    s = TickSchedule(100.0)
+    for n in range(5):
+        slot = s.begin(100.0 + n * TICK_SECONDS + 0.001)  # each wake-up 1 ms late
+        assert (slot.index, slot.skipped) == (n, 0)
+        assert slot.due == pytest.approx(100.0 + n * TICK_SECONDS)
+        assert s.next_due == pytest.approx(100.0 + (n + 1) * TICK_SECONDS)
+    assert s.late_ticks == 0 and s.skipped_ticks == 0
+    assert s.max_lateness == pytest.approx(0.001)
+
+
+def test_a_late_tick_runs_and_the_next_is_due_from_the_schedule_not_the_wakeup() -> None:
+    s = TickSchedule(0.0)
+    s.begin(0.0)
+    slot = s.begin(0.020 + 0.045)  # tick 1, 45 ms late: under 5 periods, no skipping
+    assert (slot.index, slot.skipped) == (1, 0)
+    assert slot.lateness == pytest.approx(0.045)
+    assert s.next_due == pytest.approx(0.040)  # already past: the loop catches up at once
+    assert s.begin(0.066).index == 2
+    assert s.late_ticks == 2
+
+
+def test_far_behind_skips_ahead_and_counts_skipped_ticks() -> None:
+    s = TickSchedule(10.0, max_behind=5)
+    s.begin(10.0)
+    slot = s.begin(10.0 + 0.5 + 0.003)  # tick 1 due at 10.02; now tick 25 is due
+    assert slot.index == 25
+    assert slot.skipped == 24
+    assert slot.lateness == pytest.approx(0.003)
+    assert s.skipped_ticks == 24
+    assert s.next_due == pytest.approx(10.0 + 26 * TICK_SECONDS)
+
+
+def test_restart_keeps_the_index_sequence() -> None:
+    s = TickSchedule(0.0)
+    s.begin(0.0)
+    s.begin(0.02)
+    s.restart(50.0)
+    assert s.next_due == 50.0
+    assert s.begin(50.0).index == 2
+
+
+def test_schedule_rejects_bad_settings() -> None:
+    with pytest.raises(ValueError, match="tick period must be positive, got 0"):
+        TickSchedule(0.0, period=0)
+    with pytest.raises(ValueError, match="max_behind must be at least 1, got 0"):
+        TickSchedule(0.0, max_behind=0)
+
+
+# -- inbound ------------------------------------------------------------------------------
+
+
+def test_one_tick_decodes_pcmu_and_pcma_legs_together() -> None:
+    rec = Recorder()
+    core = rec.core(prefill_samples=160)
+    a = core.add_leg("a", 20000, media(Codec.PCMU), 0.0)
+    b = core.add_leg("b", 20002, media(Codec.PCMA, port=7002), 0.0)
+    sa = tones.dtmf_tone("1", 20.0, level_dbm0=-10)
+    sb = tones.beep(20.0, 700.0, ramp_ms=0)
+    core.receive_rtp(a, rtp(0, 1, 0, g711.ulaw_encode(sa).tobytes()), PEER, 0.001)
+    core.receive_rtp(b, rtp(8, 1, 0, g711.alaw_encode(sb).tobytes()), ("127.0.0.1", 7002), 0.002)
+    report = core.tick(0, 0.02)
+    assert set(report.inbound_keys) == {"a", "b"}
+    assert report.inbound.shape == (2, SAMPLES_PER_TICK)
+    rows = dict(zip(report.inbound_keys, report.inbound, strict=True))
+    np.testing.assert_array_equal(rows["a"], g711.ulaw_decode(g711.ulaw_encode(sa)))
+    np.testing.assert_array_equal(rows["b"], g711.alaw_decode(g711.alaw_encode(sb)))
+    assert core.tick(1, 0.04).inbound_keys == ()  # nothing more queued
+
+
+def test_reordered_packets_play_in_sequence_order_and_duplicates_are_dropped() -> None:
+    rec = Recorder()
+    core = rec.core(prefill_samples=320)
+    leg = core.add_leg("a", 20000, media(), 0.0)
+    signal = (np.arange(960) * 25 - 12000).astype(np.int16)
+    codes = g711.ulaw_encode(signal).tobytes()
+    # The first packets validate the source (RFC 3550 probation); then 5 before 4, 4 twice.
+    for seq in (1, 2, 3, 5, 4, 4, 6):
+        i = seq - 1
+        core.receive_rtp(leg, rtp(0, seq, 160 * i, codes[160 * i : 160 * (i + 1)]), PEER,
+                         0.001 * seq)
+    played = [core.tick(n, 0.02 * (n + 1)).inbound for n in range(8)]
+    joined = np.concatenate([p.ravel() for p in played])
+    np.testing.assert_array_equal(joined, g711.ulaw_decode(np.frombuffer(codes, np.uint8)))
+
+
+def test_30ms_inbound_packets_play_out_continuously_on_the_20ms_tick() -> None:
+    rec = Recorder()
+    core = rec.core()
+    leg = core.add_leg("a", 20000, media(), 0.0)
+    signal = tones.multi_tone([(440.0, -10.0)], 240 * 20)
+    codes = g711.ulaw_encode(signal).tobytes()
+    out: list[np.ndarray] = []
+    packet = 0
+    for n in range(30):
+        now = n * TICK_SECONDS
+        while packet < 20 and packet * 0.030 <= now:  # a 30 ms packet is due
+            payload = codes[240 * packet : 240 * (packet + 1)]
+            core.receive_rtp(leg, rtp(0, packet, 240 * packet, payload), PEER, packet * 0.030)
+            packet += 1
+        report = core.tick(n, now)
+        out.extend(report.inbound)
+    played = np.concatenate(out)
+    expected = g711.ulaw_decode(np.frombuffer(codes, np.uint8))
+    assert leg.underruns == 0
+    assert played.size >= 160 * 25
+    np.testing.assert_array_equal(played, expected[: played.size])
+    assert leg.receiver.ptime_ms == 30.0
+
+
+def test_unknown_payload_types_are_counted_not_played() -> None:
+    rec = Recorder()
+    core = rec.core(prefill_samples=160)
+    leg = core.add_leg("a", 20000, media(), 0.0)
+    core.receive_rtp(leg, rtp(13, 1, 0, b"\x40"), PEER, 0.001)  # comfort noise
+    core.receive_rtp(leg, b"\x80\x00", PEER, 0.002)  # malformed
+    assert core.tick(0, 0.02).inbound_keys == ()
+    assert leg.unknown_payload == 1
+    assert leg.receiver.malformed == 1
+
+
+# -- outbound -----------------------------------------------------------------------------
+
+
+def test_outbound_timestamps_step_160_per_tick_and_follow_skipped_ticks() -> None:
+    rec = Recorder()
+    core = rec.core()
+    core.add_leg("a", 20000, media(), 0.0, sendto=rec.sink("a"))  # type: ignore[arg-type]
+    core.add_leg("b", 20002, media(Codec.PCMA, port=7002), 0.0,
+                 sendto=rec.sink("b"))  # type: ignore[arg-type]
+    for n in range(3):
+        assert core.tick(n, n * TICK_SECONDS).sent == 2
+    core.tick(10, 10 * TICK_SECONDS, skipped=7)
+    for key, payload_type, silence in (("a", 0, 0xFF), ("b", 8, 0xD5)):
+        packets = rec.sent[key]
+        headers = [struct.unpack("!BBHII", p[:12]) for p, _ in packets]
+        stamps = [h[3] for h in headers]
+        steps = [(y - x) % 2**32 for x, y in itertools.pairwise(stamps)]
+        assert steps == [160, 160, 160 * 8]
+        seqs = [h[2] for h in headers]
+        assert [(y - x) % 65536 for x, y in itertools.pairwise(seqs)] == [1, 1, 1]
+        assert [h[1] for h in headers] == [0x80 | payload_type] + [payload_type] * 3
+        assert all(addr == (("127.0.0.1", 7000) if key == "a" else ("127.0.0.1", 7002))
+                   for _, addr in packets)
+        assert packets[-1][0][12:] == bytes([silence]) * 160
+
+
+def test_outbound_source_plays_then_silence_and_symmetric_rtp_follows_the_source() -> None:
+    rec = Recorder()
+    core = rec.core()
+    tone = tones.beep(30.0, 1000.0, ramp_ms=0)  # 240 samples: one and a half ticks
+    leg = core.add_leg("a", 20000, media(), 0.0, source=OutboundSource(tone),
+                       sendto=rec.sink("a"))  # type: ignore[arg-type]
+    core.receive_rtp(leg, rtp(0, 1, 0, b"\xff" * 160), ("10.0.0.9", 5555), 0.001)
+    for n in range(3):
+        core.tick(n, n * TICK_SECONDS)
+    payloads = [g711.ulaw_decode(np.frombuffer(p[12:], np.uint8)) for p, _ in rec.sent["a"]]
+    np.testing.assert_array_equal(payloads[0], g711.ulaw_decode(g711.ulaw_encode(tone[:160])))
+    np.testing.assert_array_equal(payloads[1][:80], g711.ulaw_decode(g711.ulaw_encode(tone[160:])))
+    assert np.all(payloads[1][80:] == 0) and np.all(payloads[2] == 0)
+    assert {addr for _, addr in rec.sent["a"]} == {("10.0.0.9", 5555)}
+
+
+def test_a_looping_source_wraps() -> None:
+    source = OutboundSource(np.arange(100, dtype=np.int16), loop=True)
+    np.testing.assert_array_equal(source.take(160), np.arange(160) % 100)
+    assert source.take(50)[0] == 60
+    with pytest.raises(ValueError, match="outbound audio must be 1-D int16 samples"):
+        OutboundSource(np.zeros(5, dtype=np.float32))
+
+
+def test_held_leg_sends_nothing_but_its_clock_moves() -> None:
+    rec = Recorder()
+    core = rec.core()
+    held = media()
+    held = NegotiatedMedia(held.remote_address, held.remote_port, held.remote_rtcp_address,
+                           held.remote_rtcp_port, held.codec, held.payload_type,
+                           held.telephone_event, 20, Direction.RECVONLY,
+                           held.receive_codecs, held.receive_telephone_event)
+    leg = core.add_leg("a", 20000, held, 0.0, sendto=rec.sink("a"))  # type: ignore[arg-type]
+    start = leg.sender.timestamp
+    core.tick(0, 0.0)
+    core.tick(1, 0.02)
+    assert rec.sent["a"] == []
+    assert (leg.sender.timestamp - start) % 2**32 == 320
+    core.update("a", media(), 0.05)
+    core.tick(2, 0.04)
+    assert len(rec.sent["a"]) == 1
+
+
+# -- DTMF ---------------------------------------------------------------------------------
+
+
+def _event(code: int, end: bool, duration: int) -> bytes:
+    return struct.pack("!BBH", code, (0x80 if end else 0) | 10, duration)
+
+
+def test_rfc4733_press_with_triple_end_is_reported_once() -> None:
+    rec = Recorder()
+    core = rec.core()
+    leg = core.add_leg("a", 20000, media(), 0.0)
+    seq, t = 1, 0.0
+    for i, (end, duration) in enumerate([(False, 160), (False, 320), (False, 480),
+                                         (True, 640), (True, 640), (True, 640)]):
+        t = 0.01 + 0.02 * i
+        core.receive_rtp(leg, rtp(101, seq, 8000, _event(5, end, duration), marker=i == 0), PEER, t)
+        seq += 1
+    for n in range(8):
+        core.tick(n, n * TICK_SECONDS + 0.019)
+    assert rec.digits == [("a", "5", DtmfMethod.RFC4733)]
+
+
+def test_lost_end_packets_still_count_once_after_the_timeout() -> None:
+    rec = Recorder()
+    core = rec.core()
+    leg = core.add_leg("a", 20000, media(), 0.0)
+    core.receive_rtp(leg, rtp(101, 1, 800, _event(11, False, 160)), PEER, 0.005)
+    for n in range(40):
+        core.tick(n, n * TICK_SECONDS)
+    assert rec.digits == [("a", "#", DtmfMethod.RFC4733)]
+    assert leg.events.timeouts == 1
+
+
+def _press(core: MediaCore, leg_key: str, digit: str, *, events: bool, ticks: int = 30) -> None:
+    """100 ms of in-band tone for `digit` (and, if `events`, the same press as RFC 4733
+    events), one packet per tick."""
+    leg = core.legs[leg_key]
+    audio = np.concatenate([tones.silence(320), tones.dtmf_tone(digit, 100.0, level_dbm0=-10),
+                            tones.silence(160 * ticks)])
+    codes = g711.ulaw_encode(audio).tobytes()
+    code = "0123456789*#".index(digit)
+    for n in range(ticks):
+        now = n * TICK_SECONDS
+        if 160 * (n + 1) <= len(codes):
+            core.receive_rtp(leg, rtp(0, n, 160 * n, codes[160 * n : 160 * (n + 1)]), PEER, now)
+        k = n - 2  # the tone runs over ticks 2..6
+        if events and 0 <= k <= 7:
+            end = k >= 5
+            core.receive_rtp(leg, rtp(101, 1000 + n, 320, _event(code, end, 160 * min(k + 1, 5)),
+                                      ssrc=0xABC), PEER, now + 0.001)
+        core.tick(n, now + 0.002)
+
+
+def test_inband_press_alone_is_reported_once_by_inband() -> None:
+    rec = Recorder()
+    core = rec.core()
+    core.add_leg("a", 20000, media(), 0.0)
+    _press(core, "a", "8", events=False)
+    assert rec.digits == [("a", "8", DtmfMethod.INBAND)]
+
+
+def test_press_sent_both_as_rfc4733_and_inband_counts_once() -> None:
+    rec = Recorder()
+    core = rec.core()
+    core.add_leg("a", 20000, media(), 0.0)
+    _press(core, "a", "6", events=True)
+    assert rec.digits == [("a", "6", DtmfMethod.RFC4733)]
+
+
+def test_digits_on_two_legs_in_the_same_ticks_stay_apart() -> None:
+    rec = Recorder()
+    core = rec.core()
+    core.add_leg("a", 20000, media(), 0.0)
+    core.add_leg("b", 20002, media(Codec.PCMA, port=7002), 0.0)
+    a_audio = g711.ulaw_encode(np.concatenate([tones.dtmf_tone("2", 100.0, -10),
+                                               tones.silence(3200)])).tobytes()
+    b_audio = g711.alaw_encode(np.concatenate([tones.silence(800), tones.dtmf_tone("9", 100.0, -10),
+                                               tones.silence(2400)])).tobytes()
+    for n in range(25):
+        now = n * TICK_SECONDS
+        core.receive_rtp(core.legs["a"], rtp(0, n, 160 * n, a_audio[160 * n : 160 * n + 160]), PEER, now)
+        core.receive_rtp(core.legs["b"], rtp(8, n, 160 * n, b_audio[160 * n : 160 * n + 160]),
+                         ("127.0.0.1", 7002), now)
+        core.tick(n, now + 0.002)
+    assert sorted(rec.digits) == [("a", "2", DtmfMethod.INBAND), ("b", "9", DtmfMethod.INBAND)]
+
+
+# -- legs and inactivity --------------------------------------------------------------------
+
+
+def test_inactivity_is_reported_once_per_silent_leg() -> None:
+    rec = Recorder()
+    core = rec.core(inactivity_timeout=2.0)
+    talking = core.add_leg("talking", 20000, media(), 0.0)
+    core.add_leg("silent", 20002, media(port=7002), 0.0)
+    for n in range(0, 301):
+        now = n * TICK_SECONDS
+        if n % 10 == 0:
+            core.receive_rtp(talking, rtp(0, n, 160 * n, b"\xff" * 160), PEER, now)
+        core.tick(n, now)
+    assert rec.inactive == ["silent"]
+
+
+def test_removed_leg_frees_its_detector_slot_and_ticks_must_advance() -> None:
+    rec = Recorder()
+    core = rec.core()
+    core.add_leg("a", 20000, media(), 0.0)
+    assert len(core.bank) == 1
+    with pytest.raises(ValueError, match="media leg 'a' already exists"):
+        core.add_leg("a", 20000, media(), 0.0)
+    assert core.remove_leg("a") is not None
+    assert core.remove_leg("a") is None
+    assert len(core.bank) == 0
+    core.tick(3, 0.06)
+    with pytest.raises(ValueError, match="tick 3 is not after the last tick 3"):
+        core.tick(3, 0.06)

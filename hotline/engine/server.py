@@ -172,8 +172,8 @@ class Engine:
             n = ep.hangup_all(self.loop.time(), [("Reason", 'SIP;cause=503;text="Shutting down"')])
             self._after_input()
             log.info("drain time over: sent BYE to %d calls", n)
-            # Give the BYEs a moment to be answered or retransmitted.
-            end = self.loop.time() + min(2.0, 4 * self.endpoint.config.timers.t1 if self.endpoint else 2.0)
+            # Give the BYEs a moment to be answered (or retransmitted a few times).
+            end = self.loop.time() + min(2.0, 4 * ep.config.timers.t1)
             while ep.layer.client_count and self.loop.time() < end:
                 await asyncio.sleep(0.05)
         await self.stop()

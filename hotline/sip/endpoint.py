@@ -279,7 +279,8 @@ class Endpoint:
 
     @property
     def active_calls(self) -> int:
-        return sum(1 for c in self.calls.values() if c.state is not CallState.ENDED)
+        # `_end` removes a call from `calls`, so every call held is live.
+        return len(self.calls)
 
     # -- inbound ----------------------------------------------------------------
 

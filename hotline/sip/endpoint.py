@@ -256,11 +256,18 @@ class Endpoint:
         return self.layer.datagrams_to_send()
 
     def next_timer(self) -> float | None:
-        return self.layer.next_timer()
+        t = self.layer.next_timer()
+        r = self.registrar.next_expiry() if self.registrar is not None else None
+        if t is None or r is None:
+            return t if r is None else r
+        return min(t, r)
 
     def handle_timer(self, now: float) -> None:
         for ev in self.layer.handle_timer(now):
             self._on_tx_event(ev, now)
+        if self.registrar is not None:
+            for aor in self.registrar.expire(now):
+                self._events.append(Registered(RegistrationChanged(aor, (), None)))
 
     def _token(self, n: int = 8) -> str:
         return base64.b32encode(self.random_bytes(n)).decode().rstrip("=").lower()

@@ -8,6 +8,7 @@ password. Time comes in as `now`.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -64,6 +65,7 @@ class Registrar:
     policy: RegistrarPolicy = field(default_factory=RegistrarPolicy)
     authenticator: Authenticator | None = None
     bindings: dict[str, list[Binding]] = field(default_factory=dict)
+    _expiries: list[tuple[float, str]] = field(default_factory=list, repr=False)
 
     def lookup(self, aor: str, now: float) -> list[Binding]:
         """Live bindings for `aor` (``sip:user@host``), highest q first."""
@@ -79,10 +81,16 @@ class Registrar:
         return sorted(out, key=lambda b: -b.q)
 
     def expire(self, now: float) -> list[str]:
-        """Drop expired bindings; return the AORs that lost their last contact."""
+        """Drop bindings due by `now`; return the AORs that lost their last contact.
+        Only AORs with a binding due are visited (a heap of expiry times)."""
         gone = []
-        for aor in list(self.bindings):
-            live = [b for b in self.bindings[aor] if b.expires_at > now]
+        heap = self._expiries
+        while heap and heap[0][0] <= now:
+            _, aor = heapq.heappop(heap)
+            bindings = self.bindings.get(aor)
+            if bindings is None:
+                continue
+            live = [b for b in bindings if b.expires_at > now]
             if live:
                 self.bindings[aor] = live
             else:
@@ -91,8 +99,8 @@ class Registrar:
         return gone
 
     def next_expiry(self) -> float | None:
-        times = [b.expires_at for bs in self.bindings.values() for b in bs]
-        return min(times) if times else None
+        """When `expire` next has work (may be early for a binding since refreshed)."""
+        return self._expiries[0][0] if self._expiries else None
 
     def handle(self, req: Request, now: float, source: str = ""
                ) -> tuple[Response, RegistrationChanged | None]:
@@ -168,6 +176,7 @@ class Registrar:
                     changed = True
                 continue
             current[key] = Binding(c, now + expires, call_id, cseq, q, source)
+            heapq.heappush(self._expiries, (now + expires, aor))
             changed = changed or old is None
         if len(current) > self.policy.max_contacts_per_aor:
             raise _TooManyContacts()

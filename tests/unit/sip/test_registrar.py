@@ -162,3 +162,19 @@ def test_out_of_order_cseq_does_not_overwrite() -> None:
     one(h, register(cseq=10, expires=600))
     r = one(h, register(cseq=5, contacts="<sip:alice@192.0.2.10:5062>;expires=0"))
     assert r.headers.get_all("Contact") == ["<sip:alice@192.0.2.10:5062>;expires=600"]
+
+
+def test_expiry_is_a_timer_and_reports_the_aor_gone() -> None:
+    h = make(auth=False)
+    one(h, register(expires=600))
+    h.take_events()
+    assert h.ep.next_timer() == h.now + 32  # Timer J of the REGISTER transaction first
+    h.advance(40)
+    assert h.ep.next_timer() == h.now - 40 + 600  # then the binding's expiry
+    h.advance(559)
+    assert not [e for e in h.take_events() if isinstance(e, Registered)]
+    h.advance(2)
+    [gone] = [e for e in h.take_events() if isinstance(e, Registered)]
+    assert gone.change.aor == f"sip:alice@{REALM}" and gone.change.contacts == ()
+    assert h.ep.registrar is not None and h.ep.registrar.bindings == {}
+    assert h.ep.next_timer() is None

@@ -70,3 +70,29 @@ def test_pyvoip_wrong_password_is_refused_and_logged(tmp_path: Path) -> None:
         phone.stop()
         stop_server(server)
     assert "not-the-password" not in server.log_text()
+
+
+def test_pyvoip_caller_pressing_in_band_keys(tmp_path: Path) -> None:
+    """pyVoIP can only press keys as tones in its audio: the media tick must hear them."""
+    import numpy as np
+
+    from hotline.media.tones import dtmf_sequence, silence
+
+    server = _server(tmp_path)
+    phone = _phone(server, "alice", "wonderland")
+    try:
+        phone.start()
+        call = phone.call("1800")
+        assert wait_for(lambda: call.state == CallState.ANSWERED), server.log_text()[-2000:]
+        pcm = np.concatenate([silence(1600), dtmf_sequence("159#", 120, 120, -10.0), silence(1600)])
+        # pyVoIP takes 8-bit unsigned linear audio.
+        call.write_audio(((pcm.astype(np.int32) >> 8) + 128).astype(np.uint8).tobytes())
+        assert wait_for(lambda: server.log_text().count(" by inband") >= 4, 15), \
+            server.log_text()[-2000:]
+        call.hangup()
+    finally:
+        phone.stop()
+        stop_server(server)
+    digits = [line.split("DTMF ")[1].split(" ")[0] for line in server.log_text().splitlines()
+              if "DTMF " in line]
+    assert digits == ["1", "5", "9", "#"]

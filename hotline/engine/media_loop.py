@@ -733,7 +733,10 @@ class MediaLoop:
         if self.core.legs.get(leg.key) is not leg:  # removed meanwhile
             self._close_transports(leg)
             return
-        leg.sendto = transport.sendto
+        # RTP goes straight to the non-blocking socket: one system call per packet,
+        # no asyncio write buffering (a full socket buffer drops the packet, which is
+        # what a real-time stream wants). Receiving stays with the asyncio protocol.
+        leg.sendto = rtp.sendto
 
     def update(self, key: Hashable, media: NegotiatedMedia) -> None:
         self.core.update(key, media, self.loop.time())

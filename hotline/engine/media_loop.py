@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -736,7 +736,7 @@ class MediaLoop:
         # RTP goes straight to the non-blocking socket: one system call per packet,
         # no asyncio write buffering (a full socket buffer drops the packet, which is
         # what a real-time stream wants). Receiving stays with the asyncio protocol.
-        leg.sendto = rtp.sendto
+        leg.sendto = cast(SendTo, rtp.sendto)
 
     def update(self, key: Hashable, media: NegotiatedMedia) -> None:
         self.core.update(key, media, self.loop.time())

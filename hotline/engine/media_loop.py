@@ -6,21 +6,26 @@ playout buffer, the tick schedule, and the tick itself — take each leg's due a
 decode G.711 for all legs in one table lookup per codec, run the in-band DTMF bank over
 the whole (legs × 160) block, report digits exactly once (RFC 4733 and in-band
 de-duplicated), render and encode each leg's outbound audio in one lookup per codec,
-and send one RTP packet per leg stamped from the tick schedule.
+and send one RTP packet per leg stamped from the tick schedule. Each leg also has an
+RTCP session (RFC 3550): inbound reports are digested into per-call quality figures, and
+the tick sends each leg's compound report when its randomised interval is up — one
+heap of deadlines for all legs, no timer per leg — and a BYE when the leg is removed.
 
 Two layers:
 
 * `TickSchedule` and `MediaCore` are pure: no sockets, no clock. `MediaCore.receive_rtp`
   is what a datagram costs (parse, latch, sequence check, append to the leg's queue);
-  `MediaCore.tick(index, now, skipped)` is one tick. Tests drive both with fake time.
+  `MediaCore.tick(index, now, skipped, ntp_now=...)` is one tick; the NTP wall-clock
+  time RTCP sender reports carry is passed in. Tests drive both with fake time.
 * `MediaLoop` owns the asyncio side: it binds the sockets, and fires tick n at
   ``t0 + n · 20 ms`` with `loop.call_at` — never `sleep` — so lateness never
   accumulates; a tick that is more than `max_behind` periods late skips ahead (counted),
-  and skipped ticks still advance every leg's RTP clock.
+  and skipped ticks still advance every leg's RTP clock. It is the one that reads the
+  wall clock, for the NTP timestamps of RTCP.
 
 Not here: the jitter buffer (legs play their packets in sequence order after a short
-fixed prefill), mixing between legs, IVR prompts and RTCP sending (RTCP is received
-and counted only). This module must not know about SIP dialogs: legs are keyed by an
+fixed prefill), mixing between legs, IVR prompts, and the RTCP wire format, interval
+and statistics (`hotline.rtp.rtcp`). This module must not know about SIP dialogs: legs are keyed by an
 opaque hashable the engine chooses, and the engine is told about digits and dead legs
 through callbacks.
 """
@@ -28,9 +33,12 @@ through callbacks.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import random
 import socket
+import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -43,7 +51,7 @@ import numpy.typing as npt
 from hotline.media import g711
 from hotline.media.dtmf import DtmfDetectorBank, InbandDigitEnded, InbandDigitStarted
 from hotline.media.tones import SAMPLE_RATE
-from hotline.rtp.rtcp import RtcpError, parse_compound
+from hotline.rtp.rtcp import CallQuality, RtcpSession, ntp_from_unix
 from hotline.rtp.seq import SeqOutcome
 from hotline.rtp.stream import Address, RtpReceiver, RtpSender, SymmetricLatch
 from hotline.rtp.telephone_event import DigitEnded, DtmfEvent, DtmfEventReceiver
@@ -54,6 +62,8 @@ log = logging.getLogger("hotline.media")
 SAMPLES_PER_TICK = 160
 TICK_SECONDS = SAMPLES_PER_TICK / SAMPLE_RATE  # 0.020
 INACTIVITY_CHECK_TICKS = 50  # look for dead legs once a second
+RTCP_RETRY_SECONDS = 1.0  # a due report with nowhere to go is looked at again this much later
+MAX_RTCP_PER_TICK = 64  # reports beyond this wait for the next tick (after a stall)
 
 Int16Array = npt.NDArray[np.int16]
 
@@ -63,6 +73,7 @@ _LATE = SeqOutcome.LATE
 _DECODE = {g711.Codec.PCMU: g711.ULAW_DECODE, g711.Codec.PCMA: g711.ALAW_DECODE}
 _ENCODE = {g711.Codec.PCMU: g711.ULAW_ENCODE, g711.Codec.PCMA: g711.ALAW_ENCODE}
 _SILENCE_PAYLOAD = {c: bytes([c.silence]) * SAMPLES_PER_TICK for c in g711.Codec}
+_UNSPECIFIED = ("0.0.0.0", "::")
 
 
 class DtmfMethod(Enum):
@@ -209,6 +220,7 @@ class MediaLeg:
         now: float,
         rng: random.Random,
         source: OutboundSource | None,
+        cname: str = "hotline@localhost",
     ) -> None:
         self.key = key
         self.port = port
@@ -216,6 +228,20 @@ class MediaLeg:
         self.latch = SymmetricLatch()
         self.receiver = RtpReceiver(now=now, latch=self.latch)
         self.sender = RtpSender.with_random_start(rng)
+        self.rtcp = RtcpSession(
+            ssrc=self.sender.ssrc,
+            cname=cname,
+            now=now,
+            receiver=self.receiver,
+            sender=self.sender,
+            rng=rng.random,
+        )
+        self.rtcp_sendto: SendTo | None = None  # the RTCP socket's raw sendto
+        self.rtcp_source: Address | None = None  # where the peer's valid RTCP came from
+        self.rtcp_mux = False
+        self.rtcp_sent = 0  # RTCP datagrams sent (reports and BYE)
+        self.rtcp_send_errors = 0
+        self.rtcp_foreign = 0  # RTCP datagrams from a host that is not the peer
         self.events = DtmfEventReceiver()
         self.queue: list[tuple[int, g711.Codec, bytes]] = []  # (extended seq, codec, payload)
         self.reordered = False
@@ -263,6 +289,8 @@ class MediaLeg:
             self.latch.reset(remote)
             self.latch.expected = remote
             self.remote = remote
+            self.rtcp_source = None
+        self.rtcp_mux = media.rtcp_mux
         self.sends = media.sends and remote is not None
         self.receives = media.receives
         self.receiver.touch(now)
@@ -273,6 +301,40 @@ class MediaLeg:
         """Where RTP goes: the latched source (symmetric RTP), else the SDP address."""
         return self.latch.remote
 
+    @property
+    def rtcp_destination(self) -> Address | None:
+        """Where RTCP goes. With rtcp-mux, where RTP goes. Otherwise: where the peer's
+        RTCP comes from (symmetric RTCP, RFC 4961); else, when symmetric latching moved
+        RTP away from the SDP address, the latched source's port + 1; else the SDP RTCP
+        address (none when its port is 0 or its address unspecified)."""
+        latch = self.latch
+        if self.rtcp_mux:
+            return latch.remote
+        if self.rtcp_source is not None:
+            return self.rtcp_source
+        latched = latch.latched
+        if latched is not None and latched != latch.expected and latched[1] < 65535:
+            return (latched[0], latched[1] + 1)
+        media = self.media
+        if media.remote_rtcp_port == 0 or media.remote_rtcp_address in _UNSPECIFIED:
+            return None
+        return (media.remote_rtcp_address, media.remote_rtcp_port)
+
+    @property
+    def rtcp_send(self) -> SendTo | None:
+        """The socket RTCP leaves from: the RTP socket with rtcp-mux, else port + 1."""
+        return self.sendto if self.rtcp_mux else self.rtcp_sendto
+
+    def rtcp_peer(self, source: Address) -> bool:
+        """May RTCP from `source` speak for this leg's peer? Only from the host RTP is
+        exchanged with or the SDP's RTCP host, so a stray sender cannot forge reports
+        or a BYE about the call."""
+        host: str = source[0]
+        remote = self.latch.remote
+        if remote is not None and host == remote[0]:
+            return True
+        return host == self.media.remote_rtcp_address
+
 
 @dataclass(frozen=True, slots=True)
 class TickReport:
@@ -282,6 +344,7 @@ class TickReport:
     inbound_keys: tuple[Hashable, ...]  # legs whose audio was decoded, in block order
     inbound: Int16Array  # their decoded samples, (len(inbound_keys) × 160)
     sent: int  # RTP packets sent
+    rtcp_sent: int = 0  # RTCP compound reports sent
 
 
 # -- the pure core --------------------------------------------------------------------
@@ -293,6 +356,8 @@ class MediaCore:
     `prefill_samples`: inbound audio a leg buffers before it starts playing out (and
     again after an underrun): 320 absorbs 30 ms packetisation against the 20 ms tick.
     `max_buffer_samples`: beyond this the oldest buffered audio is dropped.
+    `cname`: the RTCP canonical name every leg reports (``hotline@<host>``).
+    RTCP reports are sent only by ticks given an `ntp_now`.
     """
 
     def __init__(
@@ -306,6 +371,7 @@ class MediaCore:
         max_buffer_samples: int = 10 * SAMPLES_PER_TICK,
         claim_guard: float = 0.1,
         source_factory: Callable[[], OutboundSource | None] | None = None,
+        cname: str = "hotline@localhost",
     ) -> None:
         if prefill_samples < SAMPLES_PER_TICK:
             raise ValueError(f"prefill_samples must be at least {SAMPLES_PER_TICK}, got {prefill_samples}")
@@ -321,6 +387,7 @@ class MediaCore:
         self.max_buffer = max_buffer_samples
         self.claim_guard = claim_guard
         self.source_factory = source_factory
+        self.cname = cname
         self.bank = DtmfDetectorBank()
         self.legs: dict[Hashable, MediaLeg] = {}
         self._by_slot: dict[int, MediaLeg] = {}
@@ -328,6 +395,10 @@ class MediaCore:
         self._dtmf_open: set[MediaLeg] = set()  # legs whose RFC 4733 receiver may time out
         self._rfc_events: list[tuple[MediaLeg, DtmfEvent, float]] = []
         self._inband_pending: set[MediaLeg] = set()
+        # (when to look at the leg's RTCP timer, tie-break, leg): one entry per leg;
+        # entries of removed legs are dropped when they come up.
+        self._rtcp_due: list[tuple[float, int, MediaLeg]] = []
+        self._rtcp_order = itertools.count()
         self.last_index = -1
         self.digits = 0
 
@@ -342,15 +413,20 @@ class MediaCore:
         *,
         source: OutboundSource | None = None,
         sendto: SendTo | None = None,
+        rtcp_sendto: SendTo | None = None,
     ) -> MediaLeg:
+        """Serve a new leg from the next tick. `sendto` sends from its RTP socket and
+        `rtcp_sendto` from its RTCP socket (the asyncio side sets them once they open)."""
         if key in self.legs:
             raise ValueError(f"media leg {key!r} already exists")
         if source is None and self.source_factory is not None:
             source = self.source_factory()
-        leg = MediaLeg(key, port, media, self.bank.add_leg(), now, self.rng, source)
+        leg = MediaLeg(key, port, media, self.bank.add_leg(), now, self.rng, source, self.cname)
         leg.sendto = sendto
+        leg.rtcp_sendto = rtcp_sendto
         self.legs[key] = leg
         self._by_slot[leg.slot] = leg
+        self._schedule_rtcp(leg, leg.rtcp.next_deadline())
         return leg
 
     def update(self, key: Hashable, media: NegotiatedMedia, now: float) -> None:
@@ -358,10 +434,21 @@ class MediaCore:
         if leg is not None:
             leg.apply(media, now)
 
-    def remove_leg(self, key: Hashable) -> MediaLeg | None:
+    def remove_leg(
+        self,
+        key: Hashable,
+        now: float | None = None,
+        ntp_now: int | None = None,
+        reason: str | None = None,
+    ) -> MediaLeg | None:
+        """Stop serving the leg and return it (its `rtcp.quality()` is the call's final
+        figures). Given the time, send the leg's RTCP BYE first — when it has sent any
+        RTP or RTCP at all (RFC 3550 §6.3.7) and has somewhere to send it."""
         leg = self.legs.pop(key, None)
         if leg is None:
             return None
+        if now is not None and ntp_now is not None and (leg.sender.packets_sent or leg.rtcp_sent):
+            self._send_rtcp(leg, leg.rtcp.bye(now, ntp_now, reason))
         self.bank.remove_leg(leg.slot)
         del self._by_slot[leg.slot]
         self._rx_active.discard(leg)
@@ -369,6 +456,11 @@ class MediaCore:
         self._inband_pending.discard(leg)
         self._rfc_events = [e for e in self._rfc_events if e[0] is not leg]
         return leg
+
+    def leg_quality(self, key: Hashable) -> CallQuality | None:
+        """The leg's RTCP figures so far (None for no such leg)."""
+        leg = self.legs.get(key)
+        return None if leg is None else leg.rtcp.quality()
 
     # -- the per-packet path ---------------------------------------------------------
 
@@ -397,18 +489,32 @@ class MediaCore:
         )
         self._rx_active.add(leg)
 
-    def receive_rtcp(self, leg: MediaLeg, data: bytes) -> None:
+    def receive_rtcp(
+        self, leg: MediaLeg, data: bytes, source: Address | None, now: float, ntp_now: int
+    ) -> None:
+        """One RTCP datagram for `leg` from `source`, arrived at `now` (NTP `ntp_now`).
+        Datagrams from hosts other than the peer's are counted and dropped; the source
+        of a well-formed one becomes where this leg's RTCP goes (symmetric RTCP)."""
         leg.rtcp_packets += 1
-        try:
-            parse_compound(data)
-        except RtcpError:
+        if source is not None and not leg.rtcp_peer(source):
+            leg.rtcp_foreign += 1
+            return
+        session = leg.rtcp
+        malformed = session.malformed
+        session.receive(data, now, ntp_now)
+        if session.malformed != malformed:
             leg.rtcp_malformed += 1
+        elif source is not None and not leg.rtcp_mux:
+            leg.rtcp_source = source
 
     # -- the tick -------------------------------------------------------------------------
 
-    def tick(self, index: int, now: float, skipped: int = 0) -> TickReport:
+    def tick(
+        self, index: int, now: float, skipped: int = 0, ntp_now: int | None = None
+    ) -> TickReport:
         """Run tick `index` (its samples are index·160 … index·160+159 of the media
-        timeline) at `now`; `skipped` ticks before it were not run."""
+        timeline) at `now`; `skipped` ticks before it were not run. `ntp_now` is the
+        NTP wall-clock time of `now`; without it no RTCP reports are sent this tick."""
         if index <= self.last_index:
             raise ValueError(f"tick {index} is not after the last tick {self.last_index}")
         self.last_index = index
@@ -417,9 +523,10 @@ class MediaCore:
         self._rfc_digits(index)
         self._commit_inband(now)
         sent = self._outbound(index, now, skipped)
+        rtcp_sent = 0 if ntp_now is None else self._rtcp_reports(now, ntp_now)
         if index % INACTIVITY_CHECK_TICKS == 0:
             self._check_inactive(now)
-        return TickReport(index, keys, block, sent)
+        return TickReport(index, keys, block, sent, rtcp_sent)
 
     def _dtmf_timers(self, now: float) -> None:
         if not self._dtmf_open:
@@ -599,6 +706,52 @@ class MediaCore:
             return 0
         return 1
 
+    # -- RTCP ----------------------------------------------------------------------------
+
+    def _schedule_rtcp(self, leg: MediaLeg, when: float) -> None:
+        heapq.heappush(self._rtcp_due, (when, next(self._rtcp_order), leg))
+
+    def _rtcp_reports(self, now: float, ntp_now: int) -> int:
+        """Send the compound report of every leg whose RTCP timer has expired."""
+        due = self._rtcp_due
+        legs = self.legs
+        sent = 0
+        looked = 0
+        while due and due[0][0] <= now and looked < MAX_RTCP_PER_TICK:
+            _when, _order, leg = heapq.heappop(due)
+            if legs.get(leg.key) is not leg:
+                continue  # removed
+            looked += 1
+            session = leg.rtcp
+            deadline = session.next_deadline()
+            if deadline > now:
+                self._schedule_rtcp(leg, deadline)
+                continue
+            if leg.rtcp_destination is None or leg.rtcp_send is None:
+                # Nowhere to send (on hold at 0.0.0.0, a=rtcp:0, socket not yet open):
+                # keep the timer expired and look again later.
+                self._schedule_rtcp(leg, now + RTCP_RETRY_SECONDS)
+                continue
+            data = session.handle_timer(now, ntp_now)
+            if data is not None:
+                sent += self._send_rtcp(leg, data)
+            self._schedule_rtcp(leg, session.next_deadline())
+        return sent
+
+    def _send_rtcp(self, leg: MediaLeg, data: bytes) -> int:
+        destination = leg.rtcp_destination
+        sendto = leg.rtcp_send
+        if destination is None or sendto is None:
+            return 0
+        try:
+            sendto(data, destination)
+        except OSError as exc:
+            leg.rtcp_send_errors += 1
+            log.debug("RTCP send to %s failed: %s", destination, exc)
+            return 0
+        leg.rtcp_sent += 1
+        return 1
+
     def _check_inactive(self, now: float) -> None:
         timeout = self.inactivity_timeout
         for leg in list(self.legs.values()):
@@ -617,6 +770,10 @@ class MediaCore:
 # -- the asyncio side -----------------------------------------------------------------
 
 
+def _ntp_now() -> int:
+    return ntp_from_unix(time.time())
+
+
 class _RtpProtocol(asyncio.DatagramProtocol):
     __slots__ = ("_core", "_leg", "_time")
 
@@ -626,21 +783,26 @@ class _RtpProtocol(asyncio.DatagramProtocol):
         self._time = time
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
-        self._core.receive_rtp(self._leg, data, addr, self._time())
+        leg = self._leg
+        if leg.rtcp_mux and len(data) > 1 and 192 <= data[1] <= 223:  # RFC 5761 §4
+            self._core.receive_rtcp(leg, data, addr, self._time(), _ntp_now())
+            return
+        self._core.receive_rtp(leg, data, addr, self._time())
 
     def error_received(self, exc: Exception) -> None:
         log.debug("RTP socket of port %d: %s", self._leg.port, exc)
 
 
 class _RtcpProtocol(asyncio.DatagramProtocol):
-    __slots__ = ("_core", "_leg")
+    __slots__ = ("_core", "_leg", "_time")
 
-    def __init__(self, core: MediaCore, leg: MediaLeg) -> None:
+    def __init__(self, core: MediaCore, leg: MediaLeg, time: Callable[[], float]) -> None:
         self._core = core
         self._leg = leg
+        self._time = time
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
-        self._core.receive_rtcp(self._leg, data)
+        self._core.receive_rtcp(self._leg, data, addr, self._time(), _ntp_now())
 
     def error_received(self, exc: Exception) -> None:
         log.debug("RTCP socket of port %d: %s", self._leg.port + 1, exc)
@@ -679,6 +841,7 @@ class MediaLoop:
             on_inactive=on_inactive,
             inactivity_timeout=inactivity_timeout,
             source_factory=source_factory,
+            cname=f"hotline@{host}",
         )
         self.schedule = TickSchedule(loop.time(), TICK_SECONDS, max_behind)
         self._handle: asyncio.TimerHandle | None = None
@@ -724,31 +887,44 @@ class MediaLoop:
         leg.transports.append(transport)
         try:
             control, _ = await self.loop.create_datagram_endpoint(
-                lambda: _RtcpProtocol(core, leg), sock=rtcp
+                lambda: _RtcpProtocol(core, leg, time), sock=rtcp
             )
             leg.transports.append(control)
         except OSError:
             rtcp.close()
+            rtcp_open = False
             log.exception("cannot open RTCP port %d", leg.port + 1)
+        else:
+            rtcp_open = True
         if self.core.legs.get(leg.key) is not leg:  # removed meanwhile
             self._close_transports(leg)
             return
-        # RTP goes straight to the non-blocking socket: one system call per packet,
-        # no asyncio write buffering (a full socket buffer drops the packet, which is
-        # what a real-time stream wants). Receiving stays with the asyncio protocol.
+        # RTP and RTCP go straight to the non-blocking sockets: one system call per
+        # packet, no asyncio write buffering (a full socket buffer drops the packet,
+        # which is what a real-time stream wants). Receiving stays with the protocols.
         leg.sendto = cast(SendTo, rtp.sendto)
+        if rtcp_open:
+            leg.rtcp_sendto = cast(SendTo, rtcp.sendto)
 
     def update(self, key: Hashable, media: NegotiatedMedia) -> None:
         self.core.update(key, media, self.loop.time())
 
-    def remove_leg(self, key: Hashable) -> None:
-        leg = self.core.remove_leg(key)
+    def remove_leg(self, key: Hashable, reason: str | None = None) -> MediaLeg | None:
+        """Send the leg's RTCP BYE, close its sockets and return it: its
+        `rtcp.quality()` is the call's final figures (None for no such leg)."""
+        leg = self.core.remove_leg(key, self.loop.time(), _ntp_now(), reason)
         if leg is not None:
             leg.sendto = None
+            leg.rtcp_sendto = None
             self._close_transports(leg)
         if not self.core.legs and self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        return leg
+
+    def leg_quality(self, key: Hashable) -> CallQuality | None:
+        """The leg's RTCP figures so far (None for no such leg)."""
+        return self.core.leg_quality(key)
 
     @staticmethod
     def _close_transports(leg: MediaLeg) -> None:
@@ -769,9 +945,13 @@ class MediaLoop:
     # -- the tick ----------------------------------------------------------------------
 
     def _fire(self) -> None:
-        slot = self.schedule.begin(self.loop.time())
+        now = self.loop.time()
+        slot = self.schedule.begin(now)
+        # The wall-clock time of the tick's scheduled instant, which is what the media
+        # clock (and so an SR's RTP timestamp) follows — not of the late wake-up.
+        ntp_now = ntp_from_unix(time.time() - (now - slot.due))
         try:
-            self.core.tick(slot.index, slot.due, slot.skipped)
+            self.core.tick(slot.index, slot.due, slot.skipped, ntp_now)
         except Exception:
             self.tick_errors += 1
             log.exception("media tick %d failed", slot.index)

@@ -4,6 +4,7 @@ datagrams and tick indices on a fake clock (no sockets, no sleeps)."""
 from __future__ import annotations
 
 import itertools
+import random
 import struct
 from collections.abc import Hashable
 
@@ -15,10 +16,25 @@ from hotline.engine.media_loop import (
     TICK_SECONDS,
     DtmfMethod,
     MediaCore,
+    MediaLeg,
     OutboundSource,
     TickSchedule,
 )
 from hotline.media import g711, tones
+from hotline.rtp.rtcp import (
+    Bye,
+    ReceiverReport,
+    ReportBlock,
+    SdesChunk,
+    SdesItem,
+    SdesType,
+    SenderReport,
+    SourceDescription,
+    ntp_from_unix,
+    ntp_middle32,
+    parse_compound,
+    serialize_compound,
+)
 from hotline.rtp.stream import Address
 from hotline.sip.sdp import Codec, Direction, NegotiatedMedia
 
@@ -359,3 +375,245 @@ def test_removed_leg_frees_its_detector_slot_and_ticks_must_advance() -> None:
     core.tick(3, 0.06)
     with pytest.raises(ValueError, match="tick 3 is not after the last tick 3"):
         core.tick(3, 0.06)
+
+
+# -- RTCP ---------------------------------------------------------------------------------
+
+WALL0 = 1_700_000_000.0  # the fake wall clock at monotonic time 0
+PEER_SSRC = 0xABC
+
+
+def ntp(now: float) -> int:
+    return ntp_from_unix(WALL0 + now)
+
+
+class Wire:
+    """Every datagram a leg sends, in order, tagged with the socket it left from."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, bytes, Address]] = []
+
+    def rtp(self, data: bytes, addr: Address) -> None:
+        self.log.append(("rtp", data, addr))
+
+    def rtcp(self, data: bytes, addr: Address) -> None:
+        self.log.append(("rtcp", data, addr))
+
+    def of(self, kind: str) -> list[tuple[bytes, Address]]:
+        return [(d, a) for k, d, a in self.log if k == kind]
+
+
+def _rtcp_leg(rec: Recorder, wire: Wire, key: str = "a", m: NegotiatedMedia | None = None,
+              **kw: object) -> tuple[MediaCore, MediaLeg]:
+    core = rec.core(rng=random.Random(7), cname="hotline@192.0.2.1", **kw)
+    leg = core.add_leg(key, 20000, m or media(), 0.0, sendto=wire.rtp, rtcp_sendto=wire.rtcp)
+    return core, leg
+
+
+def _run(core: MediaCore, first: int, last: int, *, with_ntp: bool = True) -> None:
+    for n in range(first, last):
+        now = n * TICK_SECONDS
+        core.tick(n, now, ntp_now=ntp(now) if with_ntp else None)
+
+
+def test_a_sending_leg_sends_a_sender_report_within_six_seconds() -> None:
+    rec, wire = Recorder(), Wire()
+    core, leg = _rtcp_leg(rec, wire)
+    ssrc = leg.sender.ssrc
+    _run(core, 0, 300)
+    assert wire.of("rtcp"), "no RTCP report in 6 s"
+    rtp_before = 0
+    reports = 0
+    for kind, data, addr in wire.log:
+        if kind == "rtp":
+            rtp_before += 1
+            continue
+        reports += 1
+        assert addr == ("127.0.0.1", 7001)  # the SDP's RTCP address
+        packets = parse_compound(data, strict=True)
+        sr = packets[0]
+        assert isinstance(sr, SenderReport)
+        assert sr.ssrc == ssrc
+        assert sr.packet_count == rtp_before  # every RTP packet up to this tick
+        assert sr.octet_count == 160 * rtp_before
+        assert sr.reports == ()  # nothing received, nothing to report on
+        sdes = packets[1]
+        assert isinstance(sdes, SourceDescription)
+        assert sdes.chunks[0].ssrc == ssrc and sdes.chunks[0].cname == "hotline@192.0.2.1"
+        # the SR's NTP / RTP pair belongs to one tick's scheduled instant
+        tick_time = ntp_to_seconds(sr.ntp_timestamp) - WALL0
+        n = round(tick_time / TICK_SECONDS)
+        assert tick_time == pytest.approx(n * TICK_SECONDS, abs=1e-6)
+        rtp_at_tick = struct.unpack("!I", wire.of("rtp")[n][0][4:8])[0]
+        assert sr.rtp_timestamp == rtp_at_tick
+    # first report after 1.03..3.08 s, then every 2.05..6.16 s: one or two in 6 s
+    assert 1 <= reports <= 3
+    assert leg.rtcp.reports_sent == reports == leg.rtcp_sent
+
+
+def ntp_to_seconds(value: int) -> float:
+    return value / 2**32 - 2_208_988_800
+
+
+def test_no_ntp_time_means_no_reports_and_they_resume_when_it_comes() -> None:
+    rec, wire = Recorder(), Wire()
+    core, _leg = _rtcp_leg(rec, wire)
+    _run(core, 0, 300, with_ntp=False)
+    assert wire.of("rtcp") == [] and len(wire.of("rtp")) == 300
+    core.tick(300, 6.0, ntp_now=ntp(6.0))
+    assert len(wire.of("rtcp")) == 1  # the overdue report goes at once
+
+
+def test_a_receiver_report_about_our_stream_updates_the_call_quality() -> None:
+    rec, wire = Recorder(), Wire()
+    core, leg = _rtcp_leg(rec, wire)
+    ssrc = leg.sender.ssrc
+    _run(core, 0, 300)
+    sr_data, _ = wire.of("rtcp")[0]
+    sr = parse_compound(sr_data)[0]
+    assert isinstance(sr, SenderReport)
+    before = core.leg_quality("a")
+    assert before is not None and before.outbound is None and before.reports_received == 0
+    # The peer got our SR, held it 0.5 s, and its RR reaches us 0.6 s after we sent
+    # the SR: 100 ms round trip. A quarter of our packets were lost this interval.
+    sent_at = ntp_to_seconds(sr.ntp_timestamp) - WALL0
+    block = ReportBlock(ssrc, 64, 12, (leg.sender.initial_sequence_number + 99) & 0xFFFF,
+                        80, ntp_middle32(sr.ntp_timestamp), 32768)
+    rr = serialize_compound([
+        ReceiverReport(PEER_SSRC, (block,)),
+        SourceDescription((SdesChunk(PEER_SSRC, (SdesItem(SdesType.CNAME, "peer@x"),)),)),
+    ])
+    core.receive_rtcp(leg, rr, ("127.0.0.1", 7001), sent_at + 0.6,
+                      ntp(sent_at + 0.6))
+    quality = core.leg_quality("a")
+    assert quality is not None and quality.outbound is not None
+    assert quality.outbound.fraction_lost == 0.25
+    assert quality.outbound.cumulative_lost == 12
+    assert quality.outbound.loss_ratio == pytest.approx(12 / 100)
+    assert quality.outbound.jitter_ms == pytest.approx(10.0)
+    assert quality.rtt_ms == pytest.approx(100.0, abs=0.1)
+    assert quality.reports_received == 1 and quality.malformed == 0
+    assert leg.rtcp.remote_cnames == {PEER_SSRC: "peer@x"}
+    assert core.leg_quality("nobody") is None
+
+
+def test_inbound_audio_shows_in_our_report_blocks_and_inbound_quality() -> None:
+    rec, wire = Recorder(), Wire()
+    core, leg = _rtcp_leg(rec, wire)
+    for n in range(300):
+        now = n * TICK_SECONDS
+        if n % 10 != 9:  # every tenth packet lost
+            core.receive_rtp(leg, rtp(0, 1000 + n, 160 * n, b"\xff" * 160, ssrc=PEER_SSRC),
+                             PEER, now)
+        core.tick(n, now, ntp_now=ntp(now))
+    last, _ = wire.of("rtcp")[-1]
+    sr = parse_compound(last)[0]
+    assert isinstance(sr, SenderReport)
+    (block,) = sr.reports
+    assert block.ssrc == PEER_SSRC
+    assert block.cumulative_lost > 0
+    quality = core.leg_quality("a")
+    assert quality is not None and quality.inbound is not None
+    assert quality.inbound.loss_ratio == pytest.approx(0.1, abs=0.02)
+
+
+def test_rtcp_from_another_host_is_dropped_and_malformed_rtcp_counted() -> None:
+    rec, wire = Recorder(), Wire()
+    core, leg = _rtcp_leg(rec, wire)
+    forged = serialize_compound([Bye((PEER_SSRC,), "forged")])
+    core.receive_rtcp(leg, forged, ("203.0.113.9", 7001), 0.1, ntp(0.1))
+    assert leg.rtcp_foreign == 1 and leg.rtcp.reports_received == 0
+    core.receive_rtcp(leg, b"\x80\xc9\x00", ("127.0.0.1", 7001), 0.2, ntp(0.2))
+    assert leg.rtcp_malformed == 1 and leg.rtcp_packets == 2
+    quality = core.leg_quality("a")
+    assert quality is not None and quality.malformed == 1 and quality.reports_received == 0
+
+
+def test_rtcp_follows_the_peer_symmetric_rtp_then_its_own_rtcp_source() -> None:
+    rec, wire = Recorder(), Wire()
+    core, leg = _rtcp_leg(rec, wire)
+    core.receive_rtp(leg, rtp(0, 1, 0, b"\xff" * 160, ssrc=PEER_SSRC), ("10.0.0.9", 5554), 0.0)
+    assert leg.rtcp_destination == ("10.0.0.9", 5555)
+    rr = serialize_compound([ReceiverReport(PEER_SSRC)])
+    core.receive_rtcp(leg, rr, ("10.0.0.9", 40001), 0.5, ntp(0.5))
+    _run(core, 0, 300)
+    assert {addr for _, addr in wire.of("rtcp")} == {("10.0.0.9", 40001)}
+    # a re-INVITE that moves the media forgets both
+    core.update("a", media(port=7100), 6.0)
+    assert leg.rtcp_destination == ("127.0.0.1", 7101)
+
+
+def test_rtcp_mux_sends_reports_from_the_rtp_socket_to_the_rtp_destination() -> None:
+    m = media()
+    muxed = NegotiatedMedia(m.remote_address, m.remote_port, m.remote_address, m.remote_port,
+                            m.codec, m.payload_type, m.telephone_event, 20, m.direction,
+                            m.receive_codecs, m.receive_telephone_event, rtcp_mux=True)
+    rec, wire = Recorder(), Wire()
+    core, _leg = _rtcp_leg(rec, wire, m=muxed)
+    _run(core, 0, 300)
+    assert wire.of("rtcp") == []
+    reports = [(d, a) for d, a in wire.of("rtp") if 192 <= d[1] <= 223]
+    assert reports and {a for _, a in reports} == {("127.0.0.1", 7000)}
+    assert isinstance(parse_compound(reports[0][0])[0], SenderReport)
+
+
+def test_no_rtcp_destination_means_no_reports_until_there_is_one() -> None:
+    m = media()
+    no_rtcp = NegotiatedMedia(m.remote_address, m.remote_port, m.remote_address, 0, m.codec,
+                              m.payload_type, m.telephone_event, 20, m.direction,
+                              m.receive_codecs, m.receive_telephone_event)
+    rec, wire = Recorder(), Wire()
+    core, leg = _rtcp_leg(rec, wire, m=no_rtcp)
+    _run(core, 0, 300)
+    assert wire.of("rtcp") == [] and leg.rtcp.reports_sent == 0
+    core.update("a", m, 6.0)
+    _run(core, 300, 360)  # the overdue timer is looked at again within a second
+    assert len(wire.of("rtcp")) == 1
+
+
+def test_removal_sends_a_bye_and_returns_the_leg_with_its_figures() -> None:
+    rec, wire = Recorder(), Wire()
+    core, leg = _rtcp_leg(rec, wire)
+    ssrc = leg.sender.ssrc
+    _run(core, 0, 100)
+    reports = len(wire.of("rtcp"))
+    removed = core.remove_leg("a", 2.0, ntp(2.0), "call ended")
+    assert removed is leg
+    assert len(wire.of("rtcp")) == reports + 1
+    data, addr = wire.of("rtcp")[-1]
+    assert addr == ("127.0.0.1", 7001)
+    packets = parse_compound(data, strict=True)
+    assert isinstance(packets[0], SenderReport) and packets[0].packet_count == 100
+    assert packets[-1] == Bye((ssrc,), "call ended")
+    assert removed.rtcp.quality().reports_sent == reports + 1
+    assert core.leg_quality("a") is None
+    _run(core, 100, 600)  # its pending timer entry comes up and is dropped
+    assert len(wire.of("rtcp")) == reports + 1
+
+
+def test_a_leg_that_never_sent_anything_leaves_without_a_bye() -> None:
+    rec, wire = Recorder(), Wire()
+    core, _leg = _rtcp_leg(rec, wire)
+    assert core.remove_leg("a", 0.5, ntp(0.5)) is not None
+    assert wire.log == []
+
+
+def test_many_legs_report_at_their_own_randomised_times_from_one_heap() -> None:
+    rec = Recorder()
+    core = rec.core(rng=random.Random(3))
+    wires = {}
+    for i in range(40):
+        wires[i] = Wire()
+        core.add_leg(i, 20000 + 2 * i, media(port=7000 + 2 * i), 0.0,
+                     sendto=wires[i].rtp, rtcp_sendto=wires[i].rtcp)
+    sent_per_tick = []
+    for n in range(1000):  # 20 s
+        now = n * TICK_SECONDS
+        sent_per_tick.append(core.tick(n, now, ntp_now=ntp(now)).rtcp_sent)
+    counts = [len(w.of("rtcp")) for w in wires.values()]
+    # first report by 3.08 s, then one every 2.05..6.16 s: 3..9 each in 20 s
+    assert all(3 <= c <= 9 for c in counts), counts
+    assert sum(sent_per_tick) == sum(counts)
+    assert max(sent_per_tick) <= 4  # spread out, not all on one tick
+    first = [parse_compound(w.of("rtcp")[0][0])[0] for w in wires.values()]
+    assert len({p.ssrc for p in first}) == 40  # type: ignore[union-attr]

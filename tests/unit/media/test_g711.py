@@ -20,7 +20,15 @@ with warnings.catch_warnings():
     except ImportError:  # Python 3.13 removed it; the scalar references below still run
         audioop = None
 
-needs_audioop = pytest.mark.skipif(audioop is None, reason="audioop is not available")
+@pytest.fixture
+def _audioop() -> None:
+    """The independent reference is required: stdlib audioop up to 3.12, the audioop-lts
+    package (a test dependency) from 3.13. Missing, the test fails; it never skips."""
+    if audioop is None:
+        pytest.fail("audioop is required: pip install audioop-lts (make test installs it)")
+
+
+needs_audioop = pytest.mark.usefixtures("_audioop")
 
 ALL_SAMPLES = np.arange(-32768, 32768, dtype=np.int16)
 ALL_CODES = np.arange(256, dtype=np.uint8)

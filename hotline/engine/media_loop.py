@@ -11,6 +11,27 @@ RTCP session (RFC 3550): inbound reports are digested into per-call quality figu
 the tick sends each leg's compound report when its randomised interval is up — one
 heap of deadlines for all legs, no timer per leg — and a BYE when the leg is removed.
 
+What a leg sends, in order of precedence, each tick:
+
+* Key presses (`MediaCore.send_digits`): while presses are queued or under way they own
+  the leg's ticks. With a telephone-event payload type negotiated for sending, a press
+  goes out as RFC 4733 event packets (`hotline.rtp.telephone_event.DtmfEventSender`: the
+  leg's SSRC and sequence space, the press's start timestamp, the marker on its first
+  packet, an update every tick, the end packet three times) instead of audio; without
+  one, it is rendered in-band as a DTMF tone. The gap after each press is silence.
+* The play queue (`MediaCore.play`): items play back to back, sample-exact — the next
+  item continues in the tick where the previous one ended. A looping item plays until
+  `stop_playback`. `on_play_done(leg, tag, True)` is reported from the tick whose packet
+  carried an item's last sample; `stop_playback` reports the items it drops with False.
+  The queue waits (nothing is skipped) while the leg cannot send: on hold, or before
+  its socket is open.
+* Otherwise silence.
+
+A leg can be recorded (`MediaCore.start_recording`): each tick appends the leg's
+decoded inbound block (silence when no audio was due) and its rendered outbound block
+(silence when it sent none, or sent RFC 4733 events) to a bounded
+`hotline.media.recording.RecordingBuffer`, so the two channels stay aligned.
+
 Two layers:
 
 * `TickSchedule` and `MediaCore` are pure: no sockets, no clock. `MediaCore.receive_rtp`
@@ -21,28 +42,35 @@ Two layers:
   ``t0 + n · 20 ms`` with `loop.call_at` — never `sleep` — so lateness never
   accumulates; a tick that is more than `max_behind` periods late skips ahead (counted),
   and skipped ticks still advance every leg's RTP clock. It is the one that reads the
-  wall clock, for the NTP timestamps of RTCP.
+  wall clock, for the NTP timestamps of RTCP, and writes recordings to files, off the
+  event loop.
 
 Not here: the jitter buffer (legs play their packets in sequence order after a short
-fixed prefill), mixing between legs, IVR prompts, and the RTCP wire format, interval
-and statistics (`hotline.rtp.rtcp`). This module must not know about SIP dialogs: legs are keyed by an
-opaque hashable the engine chooses, and the engine is told about digits and dead legs
-through callbacks.
+fixed prefill), mixing between legs, prompt files (the engine passes samples), the WAV
+format (`hotline.media.recording`), and the RTCP wire format, interval and statistics
+(`hotline.rtp.rtcp`). This module must not know about SIP dialogs or IVR flows: legs
+are keyed by an opaque hashable the engine chooses, plays by an opaque tag, and the
+engine is told about digits, finished plays and dead legs through callbacks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
+import math
+import os
 import random
 import socket
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -50,11 +78,17 @@ import numpy.typing as npt
 
 from hotline.media import g711
 from hotline.media.dtmf import DtmfDetectorBank, InbandDigitEnded, InbandDigitStarted
-from hotline.media.tones import SAMPLE_RATE
+from hotline.media.recording import Recording, RecordingBuffer, recording_to_wav_bytes
+from hotline.media.tones import SAMPLE_RATE, dtmf_frequencies, dual_tone
 from hotline.rtp.rtcp import CallQuality, RtcpSession, ntp_from_unix
 from hotline.rtp.seq import SeqOutcome
 from hotline.rtp.stream import Address, RtpReceiver, RtpSender, SymmetricLatch
-from hotline.rtp.telephone_event import DigitEnded, DtmfEvent, DtmfEventReceiver
+from hotline.rtp.telephone_event import (
+    DigitEnded,
+    DtmfEvent,
+    DtmfEventReceiver,
+    DtmfEventSender,
+)
 from hotline.sip.sdp import NegotiatedMedia
 
 log = logging.getLogger("hotline.media")
@@ -73,7 +107,12 @@ _LATE = SeqOutcome.LATE
 _DECODE = {g711.Codec.PCMU: g711.ULAW_DECODE, g711.Codec.PCMA: g711.ALAW_DECODE}
 _ENCODE = {g711.Codec.PCMU: g711.ULAW_ENCODE, g711.Codec.PCMA: g711.ALAW_ENCODE}
 _SILENCE_PAYLOAD = {c: bytes([c.silence]) * SAMPLES_PER_TICK for c in g711.Codec}
+_SILENT_ROW: Int16Array = np.zeros(SAMPLES_PER_TICK, dtype=np.int16)
+_SILENT_ROW.setflags(write=False)
 _UNSPECIFIED = ("0.0.0.0", "::")
+DTMF_KEYS = "0123456789*#ABCD"  # what send_digits accepts (case-insensitive A-D)
+INBAND_TWIST_DB = 2.0  # in-band presses: the high tone this much below the low one
+DEFAULT_MAX_RECORDING_SECONDS = 600.0  # a recording stops capturing after this long
 
 
 class DtmfMethod(Enum):
@@ -85,6 +124,7 @@ class DtmfMethod(Enum):
 
 DigitCallback = Callable[[Any, str, DtmfMethod], None]
 InactiveCallback = Callable[[Any], None]
+PlayDoneCallback = Callable[[Hashable, Hashable, bool], None]
 SendTo = Callable[[bytes, Address], None]
 
 
@@ -157,41 +197,103 @@ class TickSchedule:
 # -- outbound audio -------------------------------------------------------------------
 
 
+def _checked_samples(samples: object, what: str) -> Int16Array:
+    if not isinstance(samples, np.ndarray) or samples.ndim != 1 or samples.dtype != np.int16:
+        shape = getattr(samples, "shape", None)
+        dtype = getattr(samples, "dtype", type(samples).__name__)
+        raise ValueError(f"{what} must be 1-D int16 samples, got {dtype} {shape}")
+    return cast(Int16Array, samples)
+
+
 class OutboundSource:
-    """What a leg plays: int16 samples at 8 kHz, once (then silence) or looped."""
+    """Audio a leg starts with (`MediaCore.add_leg`'s `source`, or what its
+    `source_factory` returns): int16 samples at 8 kHz, once or looped. It becomes the
+    first item of the leg's play queue, reported to `on_play_done` under `tag`."""
 
-    __slots__ = ("loop", "position", "samples")
+    __slots__ = ("loop", "samples", "tag")
 
-    def __init__(self, samples: npt.NDArray[np.generic], loop: bool = False) -> None:
-        data = np.asarray(samples)
-        if data.ndim != 1 or data.dtype != np.int16:
-            raise ValueError(f"outbound audio must be 1-D int16 samples, got {data.dtype} {data.shape}")
+    def __init__(
+        self, samples: npt.NDArray[np.generic], loop: bool = False, tag: Hashable = "source"
+    ) -> None:
+        data = _checked_samples(np.asarray(samples), "outbound audio")
         if loop and data.size == 0:
             raise ValueError("a looping outbound source needs at least one sample")
         self.samples: Int16Array = data
         self.loop = loop
+        self.tag = tag
+
+
+class _PlayItem:
+    """One entry of a leg's play queue and how far it has played."""
+
+    __slots__ = ("loop", "position", "samples", "size", "tag")
+
+    def __init__(self, samples: Int16Array, tag: Hashable, loop: bool) -> None:
+        self.samples = samples
+        self.size = int(samples.size)
+        self.tag = tag
+        self.loop = loop
         self.position = 0
 
-    @property
-    def finished(self) -> bool:
-        return not self.loop and self.position >= self.samples.size
 
-    def take(self, n: int) -> Int16Array:
-        """The next `n` samples (zeros after a one-shot source has ended)."""
-        size = self.samples.size
-        start = self.position
-        if self.loop:
-            index = (start + np.arange(n)) % size
-            self.position = (start + n) % size
-            return self.samples[index]
-        end = min(start + n, size)
-        self.position = start + n
-        chunk = self.samples[start:end]
-        if end - start == n:
-            return chunk
-        out = np.zeros(n, dtype=np.int16)
-        out[: end - start] = chunk
-        return out
+@dataclass(frozen=True, slots=True)
+class _KeyPress:
+    digit: str
+    duration: int  # samples of tone (or of RFC 4733 event)
+    gap: int  # samples of silence after it
+    volume: int  # -dBm0
+
+
+class _Keypad:
+    """The key presses a leg is sending: the queue, and the press under way.
+
+    Each press is sent the way the leg's media allows when it starts: as RFC 4733
+    events when a telephone-event payload type is negotiated for sending, else as an
+    in-band tone. `wait` counts the samples until the next press may start (its tone or
+    event, then its gap); presses start on tick boundaries, so gaps round up to a tick.
+    """
+
+    __slots__ = ("duration", "level", "pending", "position", "rfc", "sender", "tone", "wait")
+
+    def __init__(self) -> None:
+        self.pending: deque[_KeyPress] = deque()
+        self.sender: DtmfEventSender | None = None  # made at the first RFC 4733 press
+        self.rfc = False  # an RFC 4733 press is being sent
+        self.tone: tuple[float, float] | None = None  # (low, high) Hz of an in-band press
+        self.position = 0  # samples of the in-band press rendered
+        self.duration = 0
+        self.level = 0.0  # dBm0 of the in-band low tone
+        self.wait = 0
+
+    def start(self, press: _KeyPress, telephone_event: int | None) -> None:
+        self.wait = press.duration + press.gap
+        if telephone_event is not None:
+            sender = self.sender
+            if sender is None:
+                sender = self.sender = DtmfEventSender(telephone_event, volume=press.volume)
+            sender.payload_type = telephone_event
+            sender.volume = press.volume
+            sender.press(press.digit, press.duration, 0)
+            self.rfc = True
+        else:
+            self.tone = dtmf_frequencies(press.digit)
+            self.position = 0
+            self.duration = press.duration
+            self.level = -float(press.volume)
+
+    def tone_row(self) -> Int16Array:
+        """The next tick of the in-band press (silence after its end)."""
+        assert self.tone is not None
+        low, high = self.tone
+        n = min(SAMPLES_PER_TICK, self.duration - self.position)
+        row = dual_tone(low, high, n, self.level, self.level - INBAND_TWIST_DB, self.position)
+        self.position += n
+        self.wait -= SAMPLES_PER_TICK
+        if self.position >= self.duration:
+            self.tone = None
+        if n < SAMPLES_PER_TICK:
+            row = np.concatenate((row, _SILENT_ROW[n:]))
+        return row
 
 
 # -- legs -----------------------------------------------------------------------------
@@ -219,7 +321,6 @@ class MediaLeg:
         slot: int,
         now: float,
         rng: random.Random,
-        source: OutboundSource | None,
         cname: str = "hotline@localhost",
     ) -> None:
         self.key = key
@@ -248,7 +349,11 @@ class MediaLeg:
         self.buffer = bytearray()  # inbound codes waiting for their tick
         self.buffer_codec: g711.Codec | None = None
         self.playing = False
-        self.source = source
+        self.playlist: deque[_PlayItem] = deque()
+        self.keypad: _Keypad | None = None  # key presses being sent
+        self.capture: RecordingBuffer | None = None  # set while recording
+        self.capture_rx: Int16Array = _SILENT_ROW  # this tick's blocks for the capture
+        self.capture_tx: Int16Array = _SILENT_ROW
         self.sendto: SendTo | None = None
         self.transports: list[asyncio.BaseTransport] = []
         self.first_packet = True
@@ -335,6 +440,16 @@ class MediaLeg:
             return True
         return host == self.media.remote_rtcp_address
 
+    def take_recording(self) -> Recording | None:
+        """End the leg's recording and return it (None when it was not recording).
+        After `MediaCore.remove_leg` this is how a recording still running is kept."""
+        capture = self.capture
+        if capture is None:
+            return None
+        self.capture = None
+        self.capture_rx = self.capture_tx = _SILENT_ROW
+        return capture.finish()
+
 
 @dataclass(frozen=True, slots=True)
 class TickReport:
@@ -345,6 +460,11 @@ class TickReport:
     inbound: Int16Array  # their decoded samples, (len(inbound_keys) × 160)
     sent: int  # RTP packets sent
     rtcp_sent: int = 0  # RTCP compound reports sent
+
+
+def _check_recording_seconds(seconds: float) -> None:
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"a recording's length limit must be positive seconds, got {seconds}")
 
 
 # -- the pure core --------------------------------------------------------------------
@@ -358,6 +478,10 @@ class MediaCore:
     `max_buffer_samples`: beyond this the oldest buffered audio is dropped.
     `cname`: the RTCP canonical name every leg reports (``hotline@<host>``).
     RTCP reports are sent only by ticks given an `ntp_now`.
+    `on_play_done(leg_key, tag, completed)`: an item of a leg's play queue finished
+    (True: its last sample went out this tick) or was dropped by `stop_playback` (False).
+    `source_factory`: what each new leg plays first, unless `add_leg` is given a source.
+    `max_recording_seconds`: a recording stops capturing after this much audio.
     """
 
     def __init__(
@@ -372,14 +496,21 @@ class MediaCore:
         claim_guard: float = 0.1,
         source_factory: Callable[[], OutboundSource | None] | None = None,
         cname: str = "hotline@localhost",
+        on_play_done: PlayDoneCallback | None = None,
+        max_recording_seconds: float = DEFAULT_MAX_RECORDING_SECONDS,
     ) -> None:
         if prefill_samples < SAMPLES_PER_TICK:
-            raise ValueError(f"prefill_samples must be at least {SAMPLES_PER_TICK}, got {prefill_samples}")
+            raise ValueError(
+                f"prefill_samples must be at least {SAMPLES_PER_TICK}, got {prefill_samples}"
+            )
         if max_buffer_samples < prefill_samples + SAMPLES_PER_TICK:
             raise ValueError("max_buffer_samples must exceed prefill_samples by a tick at least")
         if inactivity_timeout <= 0:
             raise ValueError(f"inactivity timeout must be positive, got {inactivity_timeout}")
+        _check_recording_seconds(max_recording_seconds)
         self.on_digit = on_digit
+        self.on_play_done = on_play_done
+        self.max_recording_seconds = max_recording_seconds
         self.on_inactive = on_inactive
         self.inactivity_timeout = inactivity_timeout
         self.rng = rng or random.Random()
@@ -395,6 +526,7 @@ class MediaCore:
         self._dtmf_open: set[MediaLeg] = set()  # legs whose RFC 4733 receiver may time out
         self._rfc_events: list[tuple[MediaLeg, DtmfEvent, float]] = []
         self._inband_pending: set[MediaLeg] = set()
+        self._capturing: set[MediaLeg] = set()  # legs whose recording is capturing
         # (when to look at the leg's RTCP timer, tie-break, leg): one entry per leg;
         # entries of removed legs are dropped when they come up.
         self._rtcp_due: list[tuple[float, int, MediaLeg]] = []
@@ -421,9 +553,11 @@ class MediaCore:
             raise ValueError(f"media leg {key!r} already exists")
         if source is None and self.source_factory is not None:
             source = self.source_factory()
-        leg = MediaLeg(key, port, media, self.bank.add_leg(), now, self.rng, source, self.cname)
+        leg = MediaLeg(key, port, media, self.bank.add_leg(), now, self.rng, self.cname)
         leg.sendto = sendto
         leg.rtcp_sendto = rtcp_sendto
+        if source is not None:
+            leg.playlist.append(_PlayItem(source.samples, source.tag, source.loop))
         self.legs[key] = leg
         self._by_slot[leg.slot] = leg
         self._schedule_rtcp(leg, leg.rtcp.next_deadline())
@@ -443,7 +577,10 @@ class MediaCore:
     ) -> MediaLeg | None:
         """Stop serving the leg and return it (its `rtcp.quality()` is the call's final
         figures). Given the time, send the leg's RTCP BYE first — when it has sent any
-        RTP or RTCP at all (RFC 3550 §6.3.7) and has somewhere to send it."""
+        RTP or RTCP at all (RFC 3550 §6.3.7) and has somewhere to send it.
+
+        Its play queue and key presses are dropped without reports. A recording still
+        running is kept: `take_recording()` on the returned leg yields it."""
         leg = self.legs.pop(key, None)
         if leg is None:
             return None
@@ -454,13 +591,145 @@ class MediaCore:
         self._rx_active.discard(leg)
         self._dtmf_open.discard(leg)
         self._inband_pending.discard(leg)
+        self._capturing.discard(leg)
         self._rfc_events = [e for e in self._rfc_events if e[0] is not leg]
+        leg.playlist.clear()
+        leg.keypad = None
         return leg
 
     def leg_quality(self, key: Hashable) -> CallQuality | None:
         """The leg's RTCP figures so far (None for no such leg)."""
         leg = self.legs.get(key)
         return None if leg is None else leg.rtcp.quality()
+
+    def _leg(self, key: Hashable) -> MediaLeg:
+        leg = self.legs.get(key)
+        if leg is None:
+            raise KeyError(f"no media leg {key!r}")
+        return leg
+
+    # -- what legs play ------------------------------------------------------------
+
+    def play(
+        self, key: Hashable, samples: npt.NDArray[np.int16], *, tag: Hashable, loop: bool = False
+    ) -> None:
+        """Queue 8 kHz int16 `samples` on the leg: they play right after what is queued
+        before them. A looping item plays until `stop_playback`, so nothing can be queued
+        behind it. The samples are played in place, not copied: do not modify them.
+        Raises KeyError for an unknown leg, ValueError for anything else amiss."""
+        leg = self._leg(key)
+        data = _checked_samples(samples, "played audio")
+        if loop and data.size == 0:
+            raise ValueError(f"a looping item needs at least one sample (tag {tag!r})")
+        playlist = leg.playlist
+        if playlist and playlist[-1].loop:
+            raise ValueError(
+                f"media leg {key!r} is playing a looping item (tag {playlist[-1].tag!r}):"
+                f" nothing queued behind it would play; call stop_playback first"
+            )
+        playlist.append(_PlayItem(data, tag, loop))
+
+    def stop_playback(self, key: Hashable) -> None:
+        """Drop everything queued on the leg at once (barge-in): the next tick sends
+        silence. Each dropped item is reported to `on_play_done` with completed=False."""
+        leg = self._leg(key)
+        if not leg.playlist:
+            return
+        dropped = list(leg.playlist)
+        leg.playlist.clear()
+        for item in dropped:
+            self._play_done(key, item.tag, False)
+
+    def is_playing(self, key: Hashable) -> bool:
+        """Is anything queued on the leg (playing, or waiting while the leg cannot send)?"""
+        return bool(self._leg(key).playlist)
+
+    def send_digits(
+        self,
+        key: Hashable,
+        digits: str,
+        *,
+        duration: float = 0.1,
+        gap: float = 0.07,
+        volume: int = 10,
+    ) -> None:
+        """Queue key presses (0-9, *, #, A-D) on the leg: each `duration` seconds long,
+        then `gap` seconds of silence, at `volume` (−dBm0: the RFC 4733 power level, and
+        the level of an in-band press's low tone). While presses are under way they take
+        the place of the play queue, which resumes after the last gap; like the play
+        queue, they wait while the leg cannot send. `stop_playback` leaves them be."""
+        leg = self._leg(key)
+        if not math.isfinite(duration) or duration <= 0:
+            raise ValueError(
+                f"key press duration must be a positive number of seconds, got {duration}"
+            )
+        if not math.isfinite(gap) or gap < 0:
+            raise ValueError(f"gap between key presses must be >= 0 seconds, got {gap}")
+        if isinstance(volume, bool) or not isinstance(volume, int) or not 0 <= volume <= 63:
+            raise ValueError(f"volume must be an integer -dBm0 level 0..63, got {volume!r}")
+        samples = round(duration * SAMPLE_RATE)
+        if samples < 1:
+            raise ValueError(f"key press duration {duration} s is shorter than one sample")
+        pause = round(gap * SAMPLE_RATE)
+        presses = []
+        for digit in digits:
+            if len(digit) != 1 or digit.upper() not in DTMF_KEYS:
+                raise ValueError(
+                    f"not a DTMF key: {digit!r} in {digits!r} (expected 0-9, *, # or A-D)"
+                )
+            presses.append(_KeyPress(digit.upper(), samples, pause, volume))
+        if not presses:
+            return
+        keypad = leg.keypad
+        if keypad is None:
+            keypad = leg.keypad = _Keypad()
+        keypad.pending.extend(presses)
+
+    # -- recording -------------------------------------------------------------------
+
+    def start_recording(
+        self,
+        key: Hashable,
+        *,
+        inbound: bool = True,
+        outbound: bool = True,
+        max_seconds: float | None = None,
+    ) -> None:
+        """Capture the leg's audio from the next tick: what it receives (`inbound`, the
+        caller) and what it sends (`outbound`), as two aligned channels, for at most
+        `max_seconds` (default: the core's `max_recording_seconds`). Raises ValueError
+        when the leg is already recording or neither direction is asked for."""
+        leg = self._leg(key)
+        if leg.capture is not None:
+            raise ValueError(f"media leg {key!r} is already recording")
+        seconds = self.max_recording_seconds if max_seconds is None else max_seconds
+        _check_recording_seconds(seconds)
+        leg.capture = RecordingBuffer(
+            inbound=inbound,
+            outbound=outbound,
+            max_frames=max(1, round(seconds * SAMPLE_RATE)),
+            sample_rate=SAMPLE_RATE,
+        )
+        self._capturing.add(leg)
+
+    def stop_recording(self, key: Hashable) -> Recording | None:
+        """End the leg's recording and return it (None when it was not recording)."""
+        leg = self._leg(key)
+        self._capturing.discard(leg)
+        return leg.take_recording()
+
+    def is_recording(self, key: Hashable) -> bool:
+        """Has the leg a recording (capturing, or stopped at its limit and not taken)?"""
+        return self._leg(key).capture is not None
+
+    def _play_done(self, key: Hashable, tag: Hashable, completed: bool) -> None:
+        callback = self.on_play_done
+        if callback is None:
+            return
+        try:
+            callback(key, tag, completed)
+        except Exception:
+            log.exception("play-done callback failed for %r (tag %r)", key, tag)
 
     # -- the per-packet path ---------------------------------------------------------
 
@@ -522,10 +791,15 @@ class MediaCore:
         keys, block = self._inbound(index, now)
         self._rfc_digits(index)
         self._commit_inband(now)
-        sent = self._outbound(index, now, skipped)
+        done: list[tuple[Hashable, Hashable]] = []
+        sent = self._outbound(now, skipped, done)
+        if self._capturing:
+            self._capture(skipped)
         rtcp_sent = 0 if ntp_now is None else self._rtcp_reports(now, ntp_now)
         if index % INACTIVITY_CHECK_TICKS == 0:
             self._check_inactive(now)
+        for key, tag in done:
+            self._play_done(key, tag, True)
         return TickReport(index, keys, block, sent, rtcp_sent)
 
     def _dtmf_timers(self, now: float) -> None:
@@ -592,6 +866,10 @@ class MediaCore:
         slots = np.fromiter((leg.slot for leg in legs), dtype=np.intp, count=len(legs))
         for event in self.bank.process(block, slots, index):
             self._inband_event(event, index, now)
+        if self._capturing:
+            for row, leg in enumerate(legs):
+                if leg.capture is not None:
+                    leg.capture_rx = block[row].copy()  # not a view: the block is big
         return tuple(leg.key for leg in legs), block
 
     def _sample_time(self, leg: MediaLeg, sample: int, index: int, now: float) -> float:
@@ -609,9 +887,7 @@ class MediaCore:
             detected = self._sample_time(leg, event.detected_sample, index, now)
             if leg.events.claims(event.digit, started, detected):
                 return
-            leg.pending_inband.append(
-                _PendingInband(event.digit, started, now + self.claim_guard)
-            )
+            leg.pending_inband.append(_PendingInband(event.digit, started, now + self.claim_guard))
             self._inband_pending.add(leg)
         elif event.suppressed:
             leg.pending_inband = [p for p in leg.pending_inband if p.digit != event.digit]
@@ -641,7 +917,9 @@ class MediaCore:
             # An in-band copy of this press is in audio that arrived up to now; it is
             # analysed up to a playout buffer later. Tones of this key starting before
             # then (plus the guard) are the same press.
-            self.bank.suppress(leg.slot, (index + 1) * SAMPLES_PER_TICK + suppress_ahead, event.digit)
+            self.bank.suppress(
+                leg.slot, (index + 1) * SAMPLES_PER_TICK + suppress_ahead, event.digit
+            )
             if isinstance(event, DigitEnded):
                 continue
             ident = (event.ssrc, event.start_ts)
@@ -661,40 +939,120 @@ class MediaCore:
         except Exception:
             log.exception("digit callback failed for %r", leg.key)
 
-    def _outbound(self, index: int, now: float, skipped: int) -> int:
+    def _outbound(self, now: float, skipped: int, done: list[tuple[Hashable, Hashable]]) -> int:
+        """Render, encode and send every leg's packet of this tick; items of the play
+        queues that finished are added to `done`."""
         legs = self.legs.values()
         if skipped:
             for leg in legs:
                 leg.sender.advance(skipped * SAMPLES_PER_TICK)
-        rendered: dict[g711.Codec, tuple[list[Int16Array], list[MediaLeg]]] = {}
+        rows: dict[g711.Codec, list[Int16Array]] = {}
+        members: dict[g711.Codec, list[MediaLeg]] = {}
         silent: list[MediaLeg] = []
+        sent = 0
         for leg in legs:
             if not leg.sends or leg.sendto is None:
                 leg.sender.advance(SAMPLES_PER_TICK, now=now)
                 continue
-            source = leg.source
-            if source is None:
-                silent.append(leg)
-                continue
-            samples, members = rendered.setdefault(leg.codec, ([], []))
-            samples.append(source.take(SAMPLES_PER_TICK))
-            members.append(leg)
-            if source.finished:
-                leg.source = None
-        sent = 0
-        for codec, (samples, members) in rendered.items():
+            row: Int16Array | None = None
+            keypad = leg.keypad
+            if keypad is not None:
+                keyed = self._key_tick(leg, keypad, now)
+                if isinstance(keyed, list):
+                    for packet in keyed:
+                        sent += self._deliver(leg, packet)
+                    continue
+                row = keyed
+            if row is None:
+                playlist = leg.playlist
+                if not playlist:
+                    silent.append(leg)
+                    continue
+                item = playlist[0]
+                start = item.position
+                end = start + SAMPLES_PER_TICK
+                if end < item.size:  # the common case: the tick lies inside one item
+                    item.position = end
+                    row = item.samples[start:end]
+                else:
+                    row = self._fill(leg, playlist, done)
+            codec = leg.codec
+            group = rows.get(codec)
+            if group is None:
+                rows[codec] = [row]
+                members[codec] = [leg]
+            else:
+                group.append(row)
+                members[codec].append(leg)
+            if leg.capture is not None:
+                leg.capture_tx = row
+        for codec, samples in rows.items():
             codes = _ENCODE[codec].take(np.stack(samples).view(np.uint16))
-            for leg, row in zip(members, codes, strict=True):
-                sent += self._send(leg, row.tobytes(), now)
+            for leg, code_row in zip(members[codec], codes, strict=True):
+                sent += self._send(leg, code_row.tobytes(), now)
         for leg in silent:
             sent += self._send(leg, _SILENCE_PAYLOAD[leg.codec], now)
         return sent
 
-    def _send(self, leg: MediaLeg, payload: bytes, now: float) -> int:
-        packet = leg.sender.next_packet(
-            payload, leg.payload_type, SAMPLES_PER_TICK, leg.first_packet, now=now
-        )
-        leg.first_packet = False
+    @staticmethod
+    def _fill(
+        leg: MediaLeg, playlist: deque[_PlayItem], done: list[tuple[Hashable, Hashable]]
+    ) -> Int16Array:
+        """One tick from the play queue when it crosses the end of an item: the items
+        follow each other sample by sample, silence after the last one."""
+        out = np.zeros(SAMPLES_PER_TICK, dtype=np.int16)
+        filled = 0
+        while playlist:
+            item = playlist[0]
+            need = SAMPLES_PER_TICK - filled
+            start = item.position
+            if item.loop:
+                size = item.size
+                if start + need <= size:
+                    out[filled:] = item.samples[start : start + need]
+                else:  # wraps, perhaps many times for a loop shorter than a tick
+                    out[filled:] = item.samples[np.arange(start, start + need) % size]
+                item.position = (start + need) % size
+                break
+            take = min(need, item.size - start)
+            if take:
+                out[filled : filled + take] = item.samples[start : start + take]
+                filled += take
+                item.position = start + take
+            if item.position < item.size:
+                break  # the tick is full; the item goes on in the next one
+            playlist.popleft()  # its last sample is in this tick (an empty item has none)
+            done.append((leg.key, item.tag))
+        return out
+
+    def _key_tick(
+        self, leg: MediaLeg, keypad: _Keypad, now: float
+    ) -> list[bytes] | Int16Array | None:
+        """This tick of the leg's key presses: RFC 4733 packets to send instead of audio,
+        or the audio to send (an in-band tone, or the silence of a gap), or None once
+        the presses are over (the play queue has the tick)."""
+        while True:
+            if keypad.rfc:
+                sender = keypad.sender
+                assert sender is not None
+                packets = sender.tick(leg.sender, SAMPLES_PER_TICK, now=now)
+                if packets is None:  # nothing was under way after all
+                    keypad.rfc = False
+                    continue
+                keypad.rfc = sender.busy
+                keypad.wait -= SAMPLES_PER_TICK
+                return packets
+            if keypad.tone is not None:
+                return keypad.tone_row()
+            if keypad.wait > 0:
+                keypad.wait -= SAMPLES_PER_TICK
+                return _SILENT_ROW
+            if not keypad.pending:
+                leg.keypad = None
+                return None
+            keypad.start(keypad.pending.popleft(), leg.media.telephone_event)
+
+    def _deliver(self, leg: MediaLeg, packet: bytes) -> int:
         destination = leg.latch.remote
         sendto = leg.sendto
         if destination is None or sendto is None:
@@ -705,6 +1063,27 @@ class MediaCore:
             log.debug("RTP send to %s failed: %s", destination, exc)
             return 0
         return 1
+
+    def _capture(self, skipped: int) -> None:
+        """Append this tick's blocks (and silence for skipped ticks) to every capture."""
+        for leg in list(self._capturing):
+            capture = leg.capture
+            if capture is None:
+                self._capturing.discard(leg)
+                continue
+            if skipped:
+                capture.add_silence(skipped * SAMPLES_PER_TICK)
+            capture.add(leg.capture_rx, leg.capture_tx)
+            leg.capture_rx = leg.capture_tx = _SILENT_ROW
+            if capture.truncated:  # audio beyond its limit came and was dropped
+                self._capturing.discard(leg)
+
+    def _send(self, leg: MediaLeg, payload: bytes, now: float) -> int:
+        packet = leg.sender.next_packet(
+            payload, leg.payload_type, SAMPLES_PER_TICK, leg.first_packet, now=now
+        )
+        leg.first_packet = False
+        return self._deliver(leg, packet)
 
     # -- RTCP ----------------------------------------------------------------------------
 
@@ -774,6 +1153,22 @@ def _ntp_now() -> int:
     return ntp_from_unix(time.time())
 
 
+def _write_recording(recording: Recording, path: Path) -> Recording | None:
+    """Encode and write a WAV file atomically: a temporary file in the same directory,
+    renamed over `path` once complete. Runs in an executor thread."""
+    data = recording_to_wav_bytes(recording)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return recording
+
+
 class _RtpProtocol(asyncio.DatagramProtocol):
     __slots__ = ("_core", "_leg", "_time")
 
@@ -833,6 +1228,8 @@ class MediaLoop:
         inactivity_timeout: float = 30.0,
         max_behind: int = 5,
         source_factory: Callable[[], OutboundSource | None] | None = None,
+        on_play_done: PlayDoneCallback | None = None,
+        max_recording_seconds: float = DEFAULT_MAX_RECORDING_SECONDS,
     ) -> None:
         self.loop = loop
         self.host = host
@@ -842,6 +1239,8 @@ class MediaLoop:
             inactivity_timeout=inactivity_timeout,
             source_factory=source_factory,
             cname=f"hotline@{host}",
+            on_play_done=on_play_done,
+            max_recording_seconds=max_recording_seconds,
         )
         self.schedule = TickSchedule(loop.time(), TICK_SECONDS, max_behind)
         self._handle: asyncio.TimerHandle | None = None
@@ -852,7 +1251,12 @@ class MediaLoop:
     # -- legs ------------------------------------------------------------------------
 
     def add_leg(
-        self, key: Hashable, port: int, media: NegotiatedMedia, *, source: OutboundSource | None = None
+        self,
+        key: Hashable,
+        port: int,
+        media: NegotiatedMedia,
+        *,
+        source: OutboundSource | None = None,
     ) -> MediaLeg:
         """Bind the leg's RTP and RTCP sockets now (raises OSError if it cannot) and
         start serving it from the next tick."""
@@ -925,6 +1329,67 @@ class MediaLoop:
     def leg_quality(self, key: Hashable) -> CallQuality | None:
         """The leg's RTCP figures so far (None for no such leg)."""
         return self.core.leg_quality(key)
+
+    # -- what legs play, and recordings -------------------------------------------------
+
+    def play(
+        self, key: Hashable, samples: npt.NDArray[np.int16], *, tag: Hashable, loop: bool = False
+    ) -> None:
+        """`MediaCore.play`."""
+        self.core.play(key, samples, tag=tag, loop=loop)
+
+    def stop_playback(self, key: Hashable) -> None:
+        """`MediaCore.stop_playback`."""
+        self.core.stop_playback(key)
+
+    def is_playing(self, key: Hashable) -> bool:
+        """`MediaCore.is_playing`."""
+        return self.core.is_playing(key)
+
+    def send_digits(
+        self,
+        key: Hashable,
+        digits: str,
+        *,
+        duration: float = 0.1,
+        gap: float = 0.07,
+        volume: int = 10,
+    ) -> None:
+        """`MediaCore.send_digits`."""
+        self.core.send_digits(key, digits, duration=duration, gap=gap, volume=volume)
+
+    def start_recording(
+        self,
+        key: Hashable,
+        *,
+        inbound: bool = True,
+        outbound: bool = True,
+        max_seconds: float | None = None,
+    ) -> None:
+        """`MediaCore.start_recording`."""
+        self.core.start_recording(key, inbound=inbound, outbound=outbound, max_seconds=max_seconds)
+
+    def stop_recording(
+        self, key: Hashable, path: str | os.PathLike[str]
+    ) -> asyncio.Future[Recording | None]:
+        """End the leg's recording and write it to `path` as a WAV file, off the event
+        loop. The future gives the recording once the file is complete (written to a
+        temporary file beside it, mode 0600 — recordings are personal data — then
+        renamed over `path`), None when the leg was not recording (no file is written),
+        or raises the OSError that writing met. KeyError at once for an unknown leg; for
+        a leg already removed, use `save_recording` with its `take_recording()`."""
+        recording = self.core.stop_recording(key)
+        if recording is None:
+            future: asyncio.Future[Recording | None] = self.loop.create_future()
+            future.set_result(None)
+            return future
+        return self.save_recording(recording, path)
+
+    def save_recording(
+        self, recording: Recording, path: str | os.PathLike[str]
+    ) -> asyncio.Future[Recording | None]:
+        """Write `recording` to `path` as a WAV file in the loop's default executor."""
+        return self.loop.run_in_executor(None, _write_recording, recording, Path(path))
 
     @staticmethod
     def _close_transports(leg: MediaLeg) -> None:

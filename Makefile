@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CONFIG ?= config.yaml
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv deps sysdeps lint typecheck bench-sip-cps clean
+.PHONY: run test venv deps sysdeps lint typecheck bench-sip-cps bench-dtmf clean
 
 # Debian's python3 lacks ensurepip until python3-venv is installed: add it when root.
 $(BIN)/python:
@@ -32,6 +32,7 @@ sysdeps:
 	@missing=""; \
 	command -v sipp >/dev/null 2>&1 || missing="$$missing sip-tester"; \
 	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
+	command -v dot >/dev/null 2>&1 || missing="$$missing graphviz"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \

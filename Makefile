@@ -55,5 +55,21 @@ lint: $(STAMP)
 bench-sip-cps: $(STAMP) sysdeps
 	$(BIN)/python bench/sip_cps.py
 
+# In-band DTMF: hotline's detector against spandsp's dtmf_rx (Debian libspandsp2), with
+# espeak-ng speech for talk-off. Installed only when missing, as root. ARGS=--quick etc.
+bench-dtmf: $(STAMP)
+	@missing=""; \
+	/sbin/ldconfig -p 2>/dev/null | grep -q 'libspandsp\.so\.2 ' || missing="$$missing libspandsp2"; \
+	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing Debian packages:$$missing — run: sudo apt-get install$$missing" >&2; exit 1; \
+	  fi; \
+	fi
+	$(BIN)/python bench/dtmf.py $(ARGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""The `hotline` command line: `hotline serve` (more subcommands join as their issues land).
+"""The `hotline` command line: `hotline serve` and `hotline flow check|simulate|graph|schema`.
 
 Owns argument parsing, logging set-up and exit codes; the work is done by
 hotline.engine (serve) and the other packages.
@@ -49,7 +49,7 @@ def setup_logging(level: str, fmt: str = "text", levels: dict[str, str] | None =
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from hotline.config import ConfigError, apply_overrides, load_config
-    from hotline.engine.server import serve
+    from hotline.engine.server import FlowsBroken, serve
 
     try:
         cfg = load_config(args.config)
@@ -61,6 +61,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     logging.getLogger("hotline").info("hotline %s starting (node %s)", __version__, cfg.node_name)
     try:
         asyncio.run(serve(cfg))
+    except FlowsBroken as exc:
+        logging.getLogger("hotline").error("cannot start: %s", exc)
+        return 2
     except OSError as exc:
         logging.getLogger("hotline").error("cannot start: %s", exc)
         return 1
@@ -78,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
                    help="log level (overrides the config)")
     s.set_defaults(func=_cmd_serve)
+    from hotline.flowcli import add_parser as add_flow_parser
+
+    add_flow_parser(sub)
     return p
 
 

@@ -1,0 +1,1 @@
+"""The IVR core: flow language, loader, checker, interpreter and simulator (pure)."""

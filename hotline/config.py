@@ -718,6 +718,28 @@ class LoggingConfig(_Model):
     levels: dict[LoggerName, LogLevel] = Field(default_factory=dict)
 
 
+def _check_timezone(value: str) -> str:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"expected an IANA time zone such as Australia/Sydney, found "
+                         f"{value!r}") from None
+    return value
+
+
+class IvrConfig(_Model):
+    """Running the flows of paths.flows."""
+
+    default_flow: Annotated[str, Strict(), Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")] | None = (
+        "vaccine")
+    timezone: Annotated[str, Strict(), AfterValidator(_check_timezone)] = "Australia/Sydney"
+    reload_check_seconds: Annotated[float, Strict(), AllowInfNan(False), Field(ge=0, le=3600)] = 1.0
+    traces: Annotated[bool, Strict()] = True
+    closed: tuple[Annotated[str, Strict()], ...] = ()
+
+
 class Config(_Model):
     """The whole engine configuration, as loaded from config.yaml."""
 
@@ -729,6 +751,7 @@ class Config(_Model):
     paths: PathsConfig = Field(default_factory=PathsConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    ivr: IvrConfig = Field(default_factory=IvrConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @model_validator(mode="wrap")

@@ -16,10 +16,13 @@ import signal
 from dataclasses import dataclass, field
 
 from hotline.config import Config
-from hotline.engine.media_loop import DtmfMethod, MediaLoop, OutboundSource
+from hotline.engine.flows import FlowSet
+from hotline.engine.ivr_calls import IvrCalls
+from hotline.engine.media_loop import DtmfMethod, MediaLoop
 from hotline.engine.ports import PortsExhausted, RtpPortPool
 from hotline.engine.transport import SipTransports
-from hotline.media.tones import beep
+from hotline.engine.tts import espeak_synthesise
+from hotline.media.prompts import PromptCache
 from hotline.sip.addr import Peer
 from hotline.sip.auth import Algorithm, DigestVerifier
 from hotline.sip.auth_policy import DigestAuthenticator
@@ -45,6 +48,7 @@ from hotline.sip.sdp_session import MediaSession, SdpRejected
 from hotline.sip.transaction import Timers
 
 log = logging.getLogger("hotline.engine")
+dtmf_log = logging.getLogger("hotline.dtmf")  # digits shown only at debug level
 
 
 @dataclass
@@ -73,6 +77,18 @@ class Engine:
         self._drain_task: asyncio.Task[None] | None = None
         self.media_host = config.sip.advertised_host or config.sip.listen[0].host
         self.media: MediaLoop | None = None
+        paths = config.paths
+        self.prompts = PromptCache(paths.audio, paths.data / "cache",
+                                   synthesise=espeak_synthesise)
+        self.flows = FlowSet(paths.flows, paths.audio, self.prompts, config.ivr.default_flow)
+        self.closures: set[str] = set(config.ivr.closed)
+        self.ivr: IvrCalls | None = None
+        self._reload_task: asyncio.Task[None] | None = None
+        self._reloading = False
+
+    def load_flows(self) -> bool:
+        """Load every flow before taking calls; False (errors logged) if any is broken."""
+        return self.flows.load_now()
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -115,8 +131,16 @@ class Engine:
             self.loop, cfg.sip.listen[0].host, on_digit=self._on_digit,
             on_inactive=self._on_rtp_inactive,
             inactivity_timeout=cfg.rtp.inactivity_timeout_seconds,
-            source_factory=lambda: OutboundSource(beep(200.0)),
+            on_play_done=self._on_play_done,
         )
+        self.ivr = IvrCalls(
+            self.loop, self.flows, media=self.media, hangup=self._flow_hangup,
+            timezone=cfg.ivr.timezone,
+            trace_dir=cfg.paths.data / "traces" if cfg.ivr.traces else None,
+            closures=self.closures,
+        )
+        if cfg.ivr.reload_check_seconds > 0:
+            self._reload_task = self.loop.create_task(self._watch_flows())
 
     def _authenticator(self) -> DigestAuthenticator:
         cfg = self.config
@@ -151,6 +175,8 @@ class Engine:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 self.loop.add_signal_handler(sig, self.request_drain)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            self.loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         await self._stopped.wait()
 
     def request_drain(self) -> None:
@@ -178,7 +204,49 @@ class Engine:
                 await asyncio.sleep(0.05)
         await self.stop()
 
+    # -- flows -------------------------------------------------------------------
+
+    def request_reload(self) -> None:
+        """Reload changed flows (SIGHUP): checked first, swapped in only if good."""
+        assert self.loop is not None
+        self.loop.create_task(self.reload_flows())
+
+    async def reload_flows(self) -> bool:
+        """Load changed flow files in a worker thread, then swap them in at once. True
+        when every file loaded; files with errors keep their running version."""
+        assert self.loop is not None
+        if self._reloading:
+            return False
+        self._reloading = True
+        try:
+            prepared = await self.loop.run_in_executor(None, self.flows.prepare)
+        except Exception:
+            log.exception("flow reload failed")
+            return False
+        finally:
+            self._reloading = False
+        self.flows.commit(*prepared)
+        return not prepared[1]
+
+    async def _watch_flows(self) -> None:
+        period = self.config.ivr.reload_check_seconds
+        while True:
+            await asyncio.sleep(period)
+            try:
+                changed = await asyncio.get_running_loop().run_in_executor(
+                    None, self.flows.changed)
+            except Exception:
+                log.exception("cannot look at the flows directory")
+                continue
+            if changed:
+                log.info("flow files changed: reloading")
+                await self.reload_flows()
+
     async def stop(self) -> None:
+        if self._reload_task is not None:
+            self._reload_task.cancel()
+        if self.ivr is not None:
+            self.ivr.close()
         if self._timer is not None:
             self._timer.cancel()
         if self.media is not None:
@@ -258,6 +326,10 @@ class Engine:
         now = self._now()
         if isinstance(ev, CallOffered):
             call = ev.call
+            if self.flows.route(call.dialled) is None:
+                ep.reject(call, 404, now, "No flow for this number")
+                log.info("call %s to %r: no flow answers it (404)", call.call_id, call.dialled)
+                return
             try:
                 port = self.ports.allocate()
             except PortsExhausted:
@@ -303,6 +375,8 @@ class Engine:
                 self.media.update(ev.call, media.session.media)
         elif isinstance(ev, CallEnded):
             media = ev.call.app
+            if self.ivr is not None:
+                self.ivr.ended(ev.call)
             if isinstance(media, CallMedia):
                 if self.media is not None:
                     self.media.remove_leg(ev.call)
@@ -313,7 +387,9 @@ class Engine:
             media = ev.call.app
             if isinstance(media, CallMedia):
                 media.dtmf.append(ev.digit)
-            log.info("call %s: DTMF %s by INFO", ev.call.call_id, ev.digit)
+            dtmf_log.info("call %s: DTMF %s by INFO", ev.call.call_id, _shown(ev.digit))
+            if self.ivr is not None:
+                self.ivr.digit(ev.call, ev.digit)
         elif isinstance(ev, ReferReceived):
             # Transfers are wired with the agents issue; until then refuse cleanly.
             ep.answer_refer(ev, 603, now)
@@ -333,12 +409,30 @@ class Engine:
             self.media.add_leg(call, media.rtp_port, media.session.media)
         except OSError as exc:
             log.warning("call %s: cannot bind RTP port %d: %s", call.call_id, media.rtp_port, exc)
+            return
+        if self.ivr is not None and call.inbound:
+            display = call.invite.from_.display_name or ""
+            facts = {"caller.number": call.remote_user, "caller.name": display}
+            if not self.ivr.start(call, call.call_id, call.dialled, facts):
+                self._flow_hangup(call, [("X-Hotline-Result", "no_flow")])
+
+    def _flow_hangup(self, call: Call, headers: list[tuple[str, str]]) -> None:
+        ep = self.endpoint
+        assert ep is not None and self.loop is not None
+        ep.hangup(call, self._now(), headers)
+        self.loop.call_soon(self._after_input)
+
+    def _on_play_done(self, call: object, tag: object, completed: bool) -> None:
+        if self.ivr is not None:
+            self.ivr.play_done(call, tag, completed)
 
     def _on_digit(self, call: Call, digit: str, method: DtmfMethod) -> None:
         media = call.app
         if isinstance(media, CallMedia):
             media.dtmf.append(digit)
-        log.info("call %s: DTMF %s by %s", call.call_id, digit, method.value)
+        dtmf_log.info("call %s: DTMF %s by %s", call.call_id, _shown(digit), method.value)
+        if self.ivr is not None:
+            self.ivr.digit(call, digit)
 
     def _on_rtp_inactive(self, call: Call) -> None:
         ep = self.endpoint
@@ -349,7 +443,21 @@ class Engine:
         self._after_input()
 
 
+def _shown(digit: str) -> str:
+    """Digits in logs: masked, since a key may belong to a sensitive entry (the flow's
+    trace records them, masked where they must be). Set the `dtmf` logger to debug
+    (logging.levels in config.yaml) to see them, e.g. while testing."""
+    return digit if dtmf_log.isEnabledFor(logging.DEBUG) else "•"
+
+
+class FlowsBroken(Exception):
+    """A flow has errors at start-up (they were logged)."""
+
+
 async def serve(config: Config) -> None:
     engine = Engine(config)
+    if not engine.load_flows():
+        raise FlowsBroken("a flow file has errors (see above); fix it or run `hotline flow "
+                          "check` on it")
     await engine.start()
     await engine.run_until_stopped()

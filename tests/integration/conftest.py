@@ -97,12 +97,18 @@ rtp:
   inactivity_timeout_seconds: {rtp_inactivity}
 paths:
   data: {data}
+  flows: {flows}
+  audio: {audio}
+ivr:
+  default_flow: {default_flow}
+  reload_check_seconds: {reload_check}
 database:
   url: sqlite:///{data}/hotline.db
 http:
   enabled: false
 logging:
   level: info
+  levels: {{dtmf: debug}}
 """
 
 
@@ -114,6 +120,8 @@ def start_server(tmp: Path, **overrides: object) -> Server:
         "reg_rate": 5.0, "reg_burst": 20, "require_auth": "true",
         "rtp_min": rtp_min, "rtp_max": rtp_min + 2000, "data": tmp / "var",
         "registrar_extra": "", "sip_extra": "", "rtp_inactivity": 30.0,
+        "flows": ROOT / "tests" / "data" / "flows", "audio": ROOT / "audio",
+        "default_flow": "listen", "reload_check": 1.0,
     }
     extra = str(overrides.pop("extra_yaml", ""))
     values.update(overrides)

@@ -1,4 +1,4 @@
-"""`hotline flow …`: check, simulate, graph and schema of IVR flows, from the command line.
+"""`hotline flow …`: check, simulate, replay, graph and schema of IVR flows, from the command line.
 
 Owns the flow subcommands' arguments, output and exit codes (0 fine, 1 a flow has
 errors or a simulation failed its expectation, 2 bad usage). The work is done by
@@ -164,6 +164,37 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from hotline.ivr.loader import FlowError, load_flow
+    from hotline.ivr.replay import TraceError, read_trace, replay
+
+    path = Path(args.flow)
+    try:
+        flow = load_flow(path, audio_dir=_audio_dir(args, path), display_name=args.flow)
+    except FlowError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    changed = 0
+    for name in args.traces:
+        try:
+            trace = read_trace(name)
+            result = replay(flow, trace)
+        except TraceError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if result.same:
+            if args.verbose:
+                print(f"{result.call_id}: same path ({len(result.new_path)} steps, "
+                      f"{result.new_result})")
+            continue
+        changed += 1
+        print(f"{result.call_id}: different path — {result.divergence()}; result was "
+              f"{result.old_result}, now {result.new_result}")
+    print(f"{len(args.traces)} calls replayed on {flow.name} version {flow.version}: "
+          f"{changed} would take a different path")
+    return 1 if changed and args.fail_on_change else 0
+
+
 def add_parser(sub: Any) -> None:
     f = sub.add_parser("flow", help="check, simulate and draw IVR flows")
     fsub = f.add_subparsers(dest="flow_command", required=True)
@@ -191,6 +222,15 @@ def add_parser(sub: Any) -> None:
     m.add_argument("--expect", metavar="RESULT", help="exit 1 unless every call ends so")
     m.add_argument("--audio", metavar="DIR")
     m.set_defaults(func=cmd_simulate)
+
+    r = fsub.add_parser("replay", help="re-run recorded call traces against a flow version")
+    r.add_argument("traces", nargs="+", metavar="TRACE.jsonl")
+    r.add_argument("--flow", required=True, metavar="NEW.yaml")
+    r.add_argument("--fail-on-change", action="store_true",
+                   help="exit 1 when any call would take a different path")
+    r.add_argument("-v", "--verbose", action="store_true", help="list unchanged calls too")
+    r.add_argument("--audio", metavar="DIR")
+    r.set_defaults(func=cmd_replay)
 
     g = fsub.add_parser("graph", help="draw a flow (SVG, PNG, PDF or DOT)")
     g.add_argument("file", metavar="FILE")

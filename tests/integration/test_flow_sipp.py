@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Server, run_sipp
+from hotline.ivr.loader import load_flow
+from hotline.ivr.replay import read_trace, replay
+from tests.integration.conftest import ROOT, Server, run_sipp
 
 pytestmark = pytest.mark.integration
 
@@ -116,3 +118,9 @@ def test_sipp_keys_during_prompt_set_the_bye_result(server: Server, tmp_path: Pa
     assert len(re.findall(r"call \S+: flow keys version \w+", log)) == 2
     assert log.count(f"flow hangs up ({result})") == 2
     assert len(re.findall(rf"flow keys ended: {result}", log)) == 2
+    # each call left a trace, and replaying it on the same flow takes the same path
+    traces = sorted((tmp_path / "var" / "traces").glob("*/*.jsonl"))
+    assert len(traces) == 2
+    flow = ROOT / "tests" / "data" / "flows" / "keys.yaml"
+    for trace in traces:
+        assert replay(load_flow(flow, audio_dir=ROOT / "audio"), read_trace(trace)).same

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import heapq
 import itertools
@@ -31,6 +32,7 @@ from typing import Any
 
 from hotline.engine.flows import FlowSet, LoadedFlow
 from hotline.ivr import interpreter as it
+from hotline.rtp.rtcp import CallQuality
 
 log = logging.getLogger("hotline.ivr")
 
@@ -48,6 +50,7 @@ class IvrCall:
     started: float
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     ended: bool = False
+    quality: dict[str, Any] | None = None
 
 
 class IvrCalls:
@@ -109,12 +112,14 @@ class IvrCalls:
         if state is not None and isinstance(tag, int):
             self._feed(state, it.PlayDone(tag, completed))
 
-    def ended(self, key: Hashable) -> None:
-        """The call is over (either side); the session hears of a caller hang-up."""
+    def ended(self, key: Hashable, quality: CallQuality | None = None) -> None:
+        """The call is over (either side); the session hears of a caller hang-up. The
+        media's RTCP figures go into the trace's header."""
         state = self.calls.pop(key, None)
         if state is None:
             return
         state.ended = True
+        state.quality = None if quality is None else dataclasses.asdict(quality)
         if state.session.finished is None:
             state.session.step(it.CallerHangup(), self.loop.time())
         for task in state.tasks:
@@ -264,7 +269,7 @@ class IvrCalls:
             folder.mkdir(parents=True, exist_ok=True)
             header = {"call_id": state.call_id, "flow": state.loaded.flow.name,
                       "version": state.loaded.flow.version, "file": state.loaded.flow.file,
-                      "result": state.session.result}
+                      "result": state.session.result, "quality": state.quality}
             with open(folder / f"{safe}.jsonl", "w", encoding="utf-8") as fh:
                 fh.write(json.dumps(header, ensure_ascii=False) + "\n")
                 for entry in state.session.trace:

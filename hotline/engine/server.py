@@ -375,11 +375,15 @@ class Engine:
                 self.media.update(ev.call, media.session.media)
         elif isinstance(ev, CallEnded):
             media = ev.call.app
+            quality = None
+            if isinstance(media, CallMedia) and self.media is not None:
+                leg = self.media.remove_leg(ev.call)
+                if leg is not None:
+                    quality = leg.rtcp.quality()
+                    log.info("call %s quality: %s", ev.call.call_id, quality.summary())
             if self.ivr is not None:
-                self.ivr.ended(ev.call)
+                self.ivr.ended(ev.call, quality)
             if isinstance(media, CallMedia):
-                if self.media is not None:
-                    self.media.remove_leg(ev.call)
                 self.ports.release(media.rtp_port)
                 ev.call.app = None
             log.info("call %s ended: %s", ev.call.call_id, ev.reason.value)

@@ -565,6 +565,20 @@ class CallQuality:
     reports_received: int
     malformed: int
 
+    def summary(self) -> str:
+        """One line for the call's end log: what we measured of the peer's stream, what
+        the peer reported of ours, and the round trip."""
+
+        def one(name: str, q: StreamQuality | None) -> str:
+            if q is None:
+                return f"{name} no reports"
+            return (f"{name} loss {q.loss_ratio * 100:.1f}% ({q.cumulative_lost} packets), "
+                    f"jitter {q.jitter_ms:.1f} ms (max {q.max_jitter_ms:.1f})")
+
+        rtt = "rtt n/a" if self.mean_rtt_ms is None else (
+            f"rtt mean {self.mean_rtt_ms:.1f} ms (max {self.max_rtt_ms or 0.0:.1f})")
+        return f"{one('in', self.inbound)}; {one('out', self.outbound)}; {rtt}"
+
 
 class RtcpSession:
     """RTCP for one leg: when to report, what to report, and what the peer reported.

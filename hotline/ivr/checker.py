@@ -6,11 +6,14 @@ errors
   undefined-target   a `next`/key/outcome names a step the flow (or sub-flow) lacks
   undefined-start    `start` names no step
   undefined-subflow  `call` names no sub-flow;  subflow-recursion: a sub-flow calls itself
+                     (directly or through other sub-flows)
   return-outside     `return` in the flow's own steps
   dead-end           a step with no way on that is not a hangup/transfer/return
   no-failure-exit    a menu or collect without `failed` (where does attempt 4 go?)
   loop-no-exit       steps that lead only to each other, with no hangup/transfer/queue out
   loop-no-wait       a cycle of steps none of which waits for the caller (it would spin)
+                     (a `call` counts as waiting, or as an exit, when its sub-flow
+                     can wait, or can end the call)
   undefined-prompt   a prompt name not in `prompts:`
   undefined-hours    an `hours` step naming no schedule
   unknown-variable   an expression or template reading a variable nothing sets
@@ -21,7 +24,8 @@ errors
                      `send_sensitive`, or listed for a plain-HTTP, non-loopback URL
   sayas-missing      a word recording say-as needs is not on disk
   key-conflict       a confirm's yes and no keys are the same; a key of a collect's
-                     choices is its terminator or clear key
+                     choices is its terminator or clear key; the terminator is the
+                     clear key
 warnings
   unreachable        a step no path from the start reaches;  unused-prompt, unused-subflow
   no-reprompt        a menu or collect with no noinput/nomatch prompts (callers hear

@@ -415,6 +415,9 @@ def scalar_position(
         p = skip_indentation(p)
     i = 0
     while p <= len(text):
+        if style == '"' and text.startswith("\\\n", p):  # an escaped line break: no value
+            p = skip_indentation(p + 2)
+            continue
         if i == offset:
             row = next(n for n in range(len(starts) - 1) if p < starts[n + 1])
             return line + row, p - starts[row] + 1
@@ -422,11 +425,7 @@ def scalar_position(
             return None
         ch, want = text[p], value[i]
         if style == '"' and ch == "\\":
-            escaped = text[p + 1 : p + 2]
-            if escaped == "\n":  # an escaped line break: nothing in the value
-                p = skip_indentation(p + 2)
-                continue
-            p += 2 + {"x": 2, "u": 4, "U": 8}.get(escaped, 0)
+            p += 2 + {"x": 2, "u": 4, "U": 8}.get(text[p + 1 : p + 2], 0)
             i += 1
         elif style == "'" and text.startswith("''", p):
             p += 2

@@ -41,7 +41,10 @@ from pydantic import (
     StrictInt,
     StrictStr,
     WithJsonSchema,
+    model_validator,
 )
+
+from hotline.yamlpos import Expect
 
 # -- small types ------------------------------------------------------------------------
 
@@ -118,6 +121,7 @@ Template = Annotated[
 ]
 DtmfKey = Annotated[
     StrictStr,
+    Expect("one keypad key: 0-9, * or # (A-D on some phones)"),
     Field(pattern=r"^[0-9*#A-D]$", description="one keypad key: 0-9, * or # (A-D on some phones)"),
 ]
 
@@ -135,6 +139,13 @@ Scalar = StrictStr | StrictInt | StrictBool | None
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+def _yes_no_keys(data: object) -> object:
+    """YAML 1.1 reads an unquoted `yes:` / `no:` key as true / false: take them back."""
+    if isinstance(data, dict) and (True in data or False in data):
+        return {("yes" if k is True else "no" if k is False else k): v for k, v in data.items()}
+    return data
 
 
 # -- prompts ----------------------------------------------------------------------------
@@ -186,10 +197,21 @@ def _listify(value: object) -> object:
     return [value] if isinstance(value, str | dict) else value
 
 
+def _one_or_many(schema: dict[str, Any]) -> None:
+    """The schema of a prompt list: one item, or a list of them (as the validator takes)."""
+    items = schema.get("items", {})
+    description = schema.get("description")
+    schema.clear()
+    schema["anyOf"] = [items, {"type": "array", "items": items, "maxItems": 50}]
+    if description:
+        schema["description"] = description
+
+
 PromptList = Annotated[
     list[PromptItem],
     BeforeValidator(_listify),
-    Field(max_length=50, description="what to play, in order: one item or a list"),
+    Field(max_length=50, description="what to play, in order: one item or a list",
+          json_schema_extra=_one_or_many),
 ]
 
 
@@ -249,6 +271,8 @@ InputKind = Literal["digits", "date", "phone", "postcode", "medicare", "yesno", 
 class Confirm(_Model):
     """Read the value back and ask: `yes` key confirms, `no` key collects again."""
 
+    _keys = model_validator(mode="before")(_yes_no_keys)
+
     prompt: PromptList
     yes: DtmfKey = "1"
     no: DtmfKey = "2"
@@ -257,6 +281,8 @@ class Confirm(_Model):
 
 class Collect(_Step):
     """Collect a typed value by keypad into `field` (a variable)."""
+
+    _keys = model_validator(mode="before")(_yes_no_keys)
 
     type: Literal["collect"]
     field: VarName
@@ -413,7 +439,9 @@ class Hangup(_Step):
     prompts: PromptList = Field(default_factory=list)
     result: Template | None = Field(default=None, description="shorthand for X-Hotline-Result")
     headers: dict[
-        Annotated[StrictStr, Field(pattern=r"^X-[A-Za-z0-9-]{1,60}$")], Template
+        Annotated[StrictStr, Expect("a header name starting with X-, such as X-Hotline-Ref"),
+                  Field(pattern=r"^X-[A-Za-z0-9-]{1,60}$")],
+        Template,
     ] = Field(default_factory=dict, description="X- headers on the BYE")
 
 

@@ -245,7 +245,8 @@ def simulate(
                 lines.append(Line(t, "step", f"{entry['step']} ({entry['type']})"))
             elif kind in ("nomatch", "noinput", "invalid", "failed", "confirm_no", "clear",
                           "collected", "hours", "result", "service_timeout", "error"):
-                detail = " ".join(f"{k}={v}" for k, v in entry.items() if k not in ("t", "event"))
+                detail = " ".join(f"{k}={v}" for k, v in entry.items()
+                                  if k not in ("t", "event") and v != {})
                 lines.append(Line(t, "note", f"{kind} {detail}".strip()))
         trace_seen = len(session.trace)
 

@@ -81,7 +81,7 @@ def test_book_ok_headers_and_service_arguments(flow: Flow) -> None:
 def test_trace_never_holds_a_sensitive_value(flow: Flow, name: str) -> None:
     result = run(flow, GOLDEN / f"{name}.script.yaml")
     dumped = json.dumps(result.trace, ensure_ascii=False)
-    for secret in ("2123456701", "21234567", "1234"):
+    for secret in ("2123456701", "21234567", "5927"):
         assert secret not in dumped
     # the keys typed into sensitive entries are masked one by one
     masked = [e for e in result.trace if e["event"] == "key" and e["key"] == "•"]

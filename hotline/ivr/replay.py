@@ -164,11 +164,10 @@ def replay(flow: Flow, trace: Trace, *,
                 play_end = (end, action.tag)
             elif isinstance(action, it.StopPlayback):
                 play_end = None
-            elif isinstance(action, it.ServiceRequest):
-                if results:
-                    rec = results.popleft()
-                    service = (max(now, float(rec.get("t", now))), it.ServiceResult(
-                        action.id, str(rec.get("outcome", "error")), rec.get("data") or {}))
+            elif isinstance(action, it.ServiceRequest) and results:
+                rec = results.popleft()
+                service = (max(now, float(rec.get("t", now))), it.ServiceResult(
+                    action.id, str(rec.get("outcome", "error")), rec.get("data") or {}))
 
     apply(session.step(it.Start(wall, facts), now))
     while session.finished is None and now < MAX_CALL:

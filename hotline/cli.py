@@ -70,6 +70,42 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_closure(args: argparse.Namespace) -> int:
+    from hotline.config import ConfigError, load_config
+    from hotline.engine.closures import closures_file, read_closures, write_closures
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    path = closures_file(cfg.paths.data)
+    names = read_closures(path)
+    if args.action == "list":
+        for name in sorted(names | set(cfg.ivr.closed)):
+            where = "config.yaml ivr.closed" if name in cfg.ivr.closed else str(path)
+            print(f"{name}\tclosed ({where})")
+        return 0
+    if not args.names:
+        print("error: name the opening-hours schedule(s)", file=sys.stderr)
+        return 2
+    try:
+        if args.action == "set":
+            write_closures(path, names | set(args.names))
+        else:
+            write_closures(path, names - set(args.names))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    stuck = set(args.names) & set(cfg.ivr.closed) if args.action == "clear" else set()
+    if stuck:
+        print(f"note: {', '.join(sorted(stuck))} stay closed by ivr.closed in the config",
+              file=sys.stderr)
+    print(f"{'closed' if args.action == 'set' else 'reopened'}: {', '.join(args.names)} "
+          "(a running engine applies it within ivr.reload_check_seconds, or on SIGHUP)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hotline", description="SIP/VoIP hotline engine")
     p.add_argument("--version", action="version", version=f"hotline {__version__}")
@@ -81,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
                    help="log level (overrides the config)")
     s.set_defaults(func=_cmd_serve)
+    c = sub.add_parser("closure", help="the emergency closure switch of opening hours")
+    c.add_argument("action", choices=["set", "clear", "list"])
+    c.add_argument("names", nargs="*", metavar="SCHEDULE")
+    c.add_argument("--config", default="config.yaml")
+    c.set_defaults(func=_cmd_closure)
     from hotline.flowcli import add_parser as add_flow_parser
 
     add_flow_parser(sub)

@@ -16,6 +16,7 @@ import signal
 from dataclasses import dataclass, field
 
 from hotline.config import Config
+from hotline.engine.closures import closures_file, read_closures
 from hotline.engine.flows import FlowSet
 from hotline.engine.ivr_calls import IvrCalls
 from hotline.engine.media_loop import DtmfMethod, MediaLoop
@@ -81,7 +82,11 @@ class Engine:
         self.prompts = PromptCache(paths.audio, paths.data / "cache",
                                    synthesise=espeak_synthesise)
         self.flows = FlowSet(paths.flows, paths.audio, self.prompts, config.ivr.default_flow)
-        self.closures: set[str] = set(config.ivr.closed)
+        self.closures_path = closures_file(paths.data)
+        # shared with every session: an hours step reads it when the call reaches it
+        self.closures: set[str] = set(config.ivr.closed) | read_closures(self.closures_path)
+        if self.closures:
+            log.warning("emergency closure in force for: %s", ", ".join(sorted(self.closures)))
         self.ivr: IvrCalls | None = None
         self._reload_task: asyncio.Task[None] | None = None
         self._reloading = False
@@ -207,8 +212,13 @@ class Engine:
     # -- flows -------------------------------------------------------------------
 
     def request_reload(self) -> None:
-        """Reload changed flows (SIGHUP): checked first, swapped in only if good."""
+        """Reload changed flows and the closure switch (SIGHUP): flows are checked first
+        and swapped in only if good."""
         assert self.loop is not None
+        try:
+            self.refresh_closures()
+        except OSError as exc:
+            log.warning("cannot read %s: %s", self.closures_path, exc)
         self.loop.create_task(self.reload_flows())
 
     async def reload_flows(self) -> bool:
@@ -228,10 +238,24 @@ class Engine:
         self.flows.commit(*prepared)
         return not prepared[1]
 
+    def refresh_closures(self) -> None:
+        """Apply the closure file (and config's `ivr.closed`) to the shared set in place."""
+        wanted = set(self.config.ivr.closed) | read_closures(self.closures_path)
+        for name in sorted(wanted - self.closures):
+            log.warning("emergency closure of opening hours %r: ON", name)
+        for name in sorted(self.closures - wanted):
+            log.warning("emergency closure of opening hours %r: OFF", name)
+        self.closures.intersection_update(wanted)
+        self.closures.update(wanted)
+
     async def _watch_flows(self) -> None:
         period = self.config.ivr.reload_check_seconds
         while True:
             await asyncio.sleep(period)
+            try:
+                self.refresh_closures()
+            except OSError as exc:
+                log.warning("cannot read %s: %s", self.closures_path, exc)
             try:
                 changed = await asyncio.get_running_loop().run_in_executor(
                     None, self.flows.changed)

@@ -58,6 +58,27 @@ def test_sipp_stock_rfc4733_capture_reports_each_press_once(server: Server) -> N
     assert server.alive()
 
 
+def test_sipp_every_stock_capture_in_one_call(server: Server, tmp_path: Path) -> None:
+    # SIPp ships dtmf_2833_0 … _9: all ten, one after another, in each of two calls
+    presses = "\n".join(
+        f'<nop><action><exec play_pcap_audio="/usr/share/sip-tester/dtmf_2833_{d}.pcap"/>'
+        '</action></nop>\n<pause milliseconds="450"/>' for d in "0123456789")
+    text = re.sub(r'<nop>\s*<action>\s*<exec play_pcap_audio="[^"]+"/>\s*</action>\s*</nop>',
+                  lambda _m: presses, DTMF_2833.read_text())
+    assert text.count("dtmf_2833_") == 10
+    scenario = tmp_path / "uac_all_digits.xml"
+    scenario.write_text(text)
+    res = run_sipp(["-sf", str(scenario), server.target, "-m", "2", "-r", "2", "-l", "2"],
+                   timeout=60)
+    assert _counts(res.stdout) == (2, 0), res.stdout[-3000:] + res.stderr[-2000:]
+    log = _wait_for(server, r"ended: remote-bye", 2)
+    answered = re.findall(r"answered call (\S+) from", log)
+    assert len(answered) == 2
+    digits = _digits_by_call(log)
+    for call_id in answered:
+        assert digits.get(call_id) == [(d, "rfc4733") for d in "0123456789"], log[-3000:]
+
+
 def test_sipp_play_dtmf_digits_arrive_in_order(server: Server, tmp_path: Path) -> None:
     # SIPp 3.6.1's play_dtmf sends telephone-events with payload type 96 (fixed in its
     # source), from a second SSRC, after 400 ms of payload-type-97 no-op packets.

@@ -28,11 +28,11 @@ venv: $(STAMP)
 
 # Debian packages the engine and its tests use: SIPp (sip-tester) as a real peer,
 # espeak-ng for prompts without a recording. Installed only when missing, as root.
-sysdeps:
+# $(call apt_install,CHECKS): CHECKS is shell that appends missing Debian packages to
+# $$missing; they are installed when root, else named with the command to run.
+define apt_install
 	@missing=""; \
-	command -v sipp >/dev/null 2>&1 || missing="$$missing sip-tester"; \
-	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
-	command -v dot >/dev/null 2>&1 || missing="$$missing graphviz"; \
+	$(1) \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \
@@ -41,6 +41,12 @@ sysdeps:
 	    echo "missing Debian packages:$$missing — run: sudo apt-get install$$missing" >&2; exit 1; \
 	  fi; \
 	fi
+endef
+
+sysdeps:
+	$(call apt_install,command -v sipp >/dev/null 2>&1 || missing="$$missing sip-tester"; \
+	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
+	command -v dot >/dev/null 2>&1 || missing="$$missing graphviz";)
 
 run: $(STAMP)
 	$(BIN)/hotline serve --config $(CONFIG)
@@ -58,17 +64,8 @@ bench-sip-cps: $(STAMP) sysdeps
 # In-band DTMF: hotline's detector against spandsp's dtmf_rx (Debian libspandsp2), with
 # espeak-ng speech for talk-off. Installed only when missing, as root. ARGS=--quick etc.
 bench-dtmf: $(STAMP)
-	@missing=""; \
-	/sbin/ldconfig -p 2>/dev/null | grep -q 'libspandsp\.so\.2 ' || missing="$$missing libspandsp2"; \
-	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing Debian packages:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	  else \
-	    echo "missing Debian packages:$$missing — run: sudo apt-get install$$missing" >&2; exit 1; \
-	  fi; \
-	fi
+	$(call apt_install,/sbin/ldconfig -p 2>/dev/null | grep -q 'libspandsp\.so\.2 ' || missing="$$missing libspandsp2"; \
+	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng";)
 	$(BIN)/python bench/dtmf.py $(ARGS)
 
 clean:

@@ -15,9 +15,12 @@ import subprocess
 import sys
 import wave
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hotline.yamlpos import DiagnosticsError, Severity, load_yaml_file
+
+if TYPE_CHECKING:
+    from hotline.ivr.loader import Flow
 
 
 def default_audio_dir(flow_file: Path) -> Path | None:
@@ -32,6 +35,18 @@ def _audio_dir(args: argparse.Namespace, flow_file: Path) -> Path | None:
     if args.audio is not None:
         return Path(args.audio)
     return default_audio_dir(flow_file)
+
+
+def _load(args: argparse.Namespace, file: str) -> Flow | None:
+    """The flow named on the command line, or None with its errors printed."""
+    from hotline.ivr.loader import FlowError, load_flow
+
+    path = Path(file)
+    try:
+        return load_flow(path, audio_dir=_audio_dir(args, path), display_name=file)
+    except FlowError as exc:
+        print(str(exc), file=sys.stderr)
+        return None
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -80,13 +95,10 @@ def recording_seconds(path: Path) -> float | None:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from hotline.ivr import simulate as sim
-    from hotline.ivr.loader import FlowError, PromptAsset, load_flow
+    from hotline.ivr.loader import PromptAsset
 
-    path = Path(args.file)
-    try:
-        flow = load_flow(path, audio_dir=_audio_dir(args, path), display_name=args.file)
-    except FlowError as exc:
-        print(str(exc), file=sys.stderr)
+    flow = _load(args, args.file)
+    if flow is None:
         return 1
     scripts: list[sim.Script] = []
     try:
@@ -132,13 +144,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_graph(args: argparse.Namespace) -> int:
     from hotline.ivr.graph import to_dot
-    from hotline.ivr.loader import FlowError, load_flow
 
-    path = Path(args.file)
-    try:
-        flow = load_flow(path, audio_dir=_audio_dir(args, path), display_name=args.file)
-    except FlowError as exc:
-        print(str(exc), file=sys.stderr)
+    flow = _load(args, args.file)
+    if flow is None:
         return 1
     dot = to_dot(flow)
     output = Path(args.output)
@@ -165,14 +173,10 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from hotline.ivr.loader import FlowError, load_flow
     from hotline.ivr.replay import TraceError, read_trace, replay
 
-    path = Path(args.flow)
-    try:
-        flow = load_flow(path, audio_dir=_audio_dir(args, path), display_name=args.flow)
-    except FlowError as exc:
-        print(str(exc), file=sys.stderr)
+    flow = _load(args, args.flow)
+    if flow is None:
         return 1
     changed = 0
     for name in args.traces:

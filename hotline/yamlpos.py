@@ -73,6 +73,7 @@ __all__ = [
     "load_yaml_file",
     "located_errors",
     "problem",
+    "read_text_file",
     "validate_document",
 ]
 
@@ -574,18 +575,15 @@ def load_yaml(text: str, file: str) -> LoadedDocument:
     )
 
 
-def load_yaml_file(
+def read_text_file(
     path: str | os.PathLike[str],
     *,
     display_name: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
-) -> LoadedDocument:
-    """Read and parse a UTF-8 YAML file (a leading BOM is ignored).
-
-    Diagnostics name the file as `display_name` (default: the path as given). A missing,
-    unreadable, oversized or undecodable file raises DiagnosticsError placed at 1:1 (or at
-    the first bad byte), like a syntax error.
-    """
+) -> tuple[bytes, str]:
+    """A UTF-8 text file's bytes and text (a leading BOM dropped). A missing, unreadable,
+    oversized or undecodable file raises DiagnosticsError placed at 1:1 (or at the first
+    bad byte), named `display_name` (default: the path as given)."""
     name = display_name if display_name is not None else os.fspath(path)
 
     def fail(line: int, col: int, message: str) -> NoReturn:
@@ -611,6 +609,18 @@ def load_yaml_file(
         line = good.count("\n") + 1
         col = len(good) - (good.rfind("\n") + 1) + 1
         fail(line, col, f"the file is not valid UTF-8 (byte 0x{raw[exc.start]:02x})")
+    return raw, text
+
+
+def load_yaml_file(
+    path: str | os.PathLike[str],
+    *,
+    display_name: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> LoadedDocument:
+    """Read and parse a UTF-8 YAML file (see `read_text_file` for the file's errors)."""
+    name = display_name if display_name is not None else os.fspath(path)
+    _raw, text = read_text_file(path, display_name=name, max_bytes=max_bytes)
     return load_yaml(text, name)
 
 

@@ -607,6 +607,13 @@ class Session:
             self._goto(target, f"key {key}")
 
     def _menu_failure(self, step: m.Menu, prompts: list[Any], kind: str) -> None:
+        self._failure(step, prompts, kind, self._menu_prompt)
+
+    def _failure(self, step: m.Menu | m.Collect, prompts: list[Any], kind: str,
+                 reprompt: Callable[..., None]) -> None:
+        """One more failed attempt at an input step: its `failed` step once attempts run
+        out, else the escalating re-prompt (the nth failure plays the nth prompt list;
+        the last repeats) and the step's prompt again."""
         self.failures += 1
         self._clear_buffer()
         self.deadline = None
@@ -616,7 +623,7 @@ class Session:
             self._goto(step.failed, "failed")
             return
         extra = list(prompts[min(self.failures, len(prompts)) - 1]) if prompts else []
-        self._menu_prompt(first=False, extra=extra)
+        reprompt(first=False, extra=extra)
 
     # -- collecting -------------------------------------------------------------------------
 
@@ -718,15 +725,7 @@ class Session:
         self._goto(self.flow.next_of(self.scope, self.step_id), "ok")
 
     def _collect_failure(self, step: m.Collect, prompts: list[Any], kind: str) -> None:
-        self.failures += 1
-        self._clear_buffer()
-        limit = step.max_attempts or self.flow.defaults.max_attempts
-        if self.failures >= limit:
-            self._record("failed", reason=kind, attempts=self.failures)
-            self._goto(step.failed, "failed")
-            return
-        extra = list(prompts[min(self.failures, len(prompts)) - 1]) if prompts else []
-        self._collect_prompt(first=False, extra=extra)
+        self._failure(step, prompts, kind, self._collect_prompt)
 
     # -- timeouts ---------------------------------------------------------------------------
 

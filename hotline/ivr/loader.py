@@ -15,6 +15,7 @@ exist (`Path.is_file`); it never plays, synthesises or opens sockets.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -31,6 +32,7 @@ from hotline.yamlpos import (
     LoadedDocument,
     Severity,
     load_yaml,
+    read_text_file,
     sort_diagnostics,
     validate_document,
 )
@@ -620,22 +622,7 @@ def compile_flow(doc: LoadedDocument, *, audio_dir: Path | None, raw: bytes) -> 
     problems = sort_diagnostics(c.diagnostics)
     if any(d.severity is Severity.ERROR for d in problems):
         raise FlowError(problems)
-    return Flow(
-        model.flow,
-        doc.file,
-        version,
-        model,
-        doc,
-        scopes,
-        prompts,
-        hours,
-        c.expressions,
-        c.templates,
-        inputs,
-        sensitive,
-        tuple(problems),
-        edges,
-    )
+    return dataclasses.replace(flow, warnings=tuple(problems))
 
 
 _OPTION_NAMED = re.compile(r"[a-z_]+")
@@ -704,40 +691,9 @@ def load_flow(
     """Load, compile and check one flow file. Raises FlowError (DiagnosticsError)."""
     name = display_name if display_name is not None else str(path)
     try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise FlowError(
-            [
-                Diagnostic(
-                    name,
-                    1,
-                    1,
-                    (),
-                    f"cannot read the file: {exc.strerror or exc}",
-                    Severity.ERROR,
-                    "file",
-                )
-            ]
-        ) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        good = raw[: exc.start].decode("utf-8", errors="replace")
-        line = good.count("\n") + 1
-        col = len(good) - (good.rfind("\n") + 1) + 1
-        raise FlowError(
-            [
-                Diagnostic(
-                    name,
-                    line,
-                    col,
-                    (),
-                    f"the file is not valid UTF-8 (byte 0x{raw[exc.start]:02x})",
-                    Severity.ERROR,
-                    "file",
-                )
-            ]
-        ) from None
+        raw, text = read_text_file(path, display_name=name)
+    except DiagnosticsError as exc:
+        raise FlowError(exc.diagnostics) from None
     try:
         doc = load_yaml(text, name)
     except DiagnosticsError as exc:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from hotline.ivr.interpreter import AudioItem, PromptAudio, Silence, Words
+from hotline.ivr.interpreter import AudioItem, PromptAudio, Recording, Silence, Words
 from hotline.ivr.loader import Flow, FlowError, PromptAsset, load_flow
 from hotline.ivr.model import SayItem
 from hotline.media import sayas
@@ -192,6 +192,11 @@ class FlowSet:
                 parts.append(loaded.audio[(item.asset.name, item.asset.language)])
             elif isinstance(item, Words):
                 parts.extend(self.words[name] for name in item.names)
+            elif isinstance(item, Recording):
+                try:
+                    parts.append(self.prompts.pcm(item.name, context=f"flow {loaded.flow.file}"))
+                except PromptError as exc:  # a datum without its recording: skip it
+                    log.warning("%s", exc)
             elif isinstance(item, Silence):
                 parts.append(np.zeros(round(item.seconds * 8000), dtype=np.int16))
         if not parts:

@@ -109,11 +109,19 @@ class Words:
 
 
 @dataclass(frozen=True, slots=True)
+class Recording:
+    """A recording named at run time (``clinics/12``), and what it says."""
+
+    name: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Silence:
     seconds: float
 
 
-AudioItem = PromptAudio | Words | Silence
+AudioItem = PromptAudio | Words | Recording | Silence
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,6 +457,10 @@ class Session:
                 out.append(PromptAudio(asset))
             elif isinstance(item, m.SilenceItem):
                 out.append(Silence(item.silence))
+            elif isinstance(item, m.AudioItem):
+                name = self._render(item.audio)
+                text = self._render(item.text) if item.text is not None else name
+                out.append(Recording(name, text))
             else:
                 value = self._render(item.value)
                 if item.last is not None:
@@ -885,4 +897,6 @@ def _describe(item: AudioItem) -> str:
         return item.asset.name
     if isinstance(item, Words):
         return item.text
+    if isinstance(item, Recording):
+        return f"[{item.name}]"
     return f"[silence {item.seconds:g}s]"

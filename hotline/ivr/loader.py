@@ -197,11 +197,15 @@ def step_expressions(step: Any, path: DocPath) -> Iterator[tuple[str, DocPath]]:
 
 
 def step_templates(step: Any, path: DocPath) -> Iterator[tuple[str, DocPath, str]]:
-    """(template, path, use) — use is "say", "header", "webhook" or "transfer"."""
+    """(template, path, use) — use is "say", "audio", "header", "webhook" or "transfer"."""
     for items, ppath in step_prompt_lists(step, path):
         for i, item in enumerate(items):
             if isinstance(item, m.SayItem):
                 yield item.value, (*ppath, i, "value"), "say"
+            elif isinstance(item, m.AudioItem):
+                yield item.audio, (*ppath, i, "audio"), "audio"
+                if item.text is not None:
+                    yield item.text, (*ppath, i, "text"), "audio"
     if isinstance(step, m.Hangup):
         if step.result is not None:
             yield step.result, (*path, "result"), "header"

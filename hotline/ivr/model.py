@@ -181,6 +181,15 @@ class SayItem(_Model):
     )
 
 
+class AudioItem(_Model):
+    """A recording chosen at run time: `{audio: "clinics/{booking.clinic1_id}", text:
+    "{booking.clinic1_name}"}` plays audio/clinics/<id>.wav (made when the data was
+    imported); `text` is what transcripts show. A missing file is skipped and logged."""
+
+    audio: Template = Field(description="a path under the audio directory, without .wav")
+    text: Template | None = Field(default=None, description="what it says, for transcripts")
+
+
 class SilenceItem(_Model):
     """A pause: `{silence: 500ms}`."""
 
@@ -188,8 +197,8 @@ class SilenceItem(_Model):
 
 
 PromptItem = Annotated[
-    StrictStr | SayItem | SilenceItem,
-    Field(description="a prompt name, {say: …, value: …} or {silence: …}"),
+    StrictStr | SayItem | AudioItem | SilenceItem,
+    Field(description="a prompt name, {say: …, value: …}, {audio: …} or {silence: …}"),
 ]
 
 

@@ -159,7 +159,9 @@ def replay(flow: Flow, trace: Trace, *,
                 else:
                     end = now + sum(
                         duration_of(i.asset) if isinstance(i, it.PromptAudio)
-                        else 0.45 * len(i.names) if isinstance(i, it.Words) else i.seconds
+                        else 0.45 * len(i.names) if isinstance(i, it.Words)
+                        else 0.4 + 0.065 * len(i.text) if isinstance(i, it.Recording)
+                        else i.seconds
                         for i in action.items)
                 play_end = (end, action.tag)
             elif isinstance(action, it.StopPlayback):

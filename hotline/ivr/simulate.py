@@ -210,6 +210,8 @@ def _item_text(item: it.AudioItem) -> str:
         return f"{item.asset.name}: “{item.asset.text or item.asset.file}”"
     if isinstance(item, it.Words):
         return item.text
+    if isinstance(item, it.Recording):
+        return f"{item.name}: “{item.text}”"
     return f"(silence {item.seconds:g}s)"
 
 
@@ -264,6 +266,8 @@ def simulate(
                         total += duration_of(item.asset)
                     elif isinstance(item, it.Words):
                         total += word_seconds * len(item.names)
+                    elif isinstance(item, it.Recording):
+                        total += 0.4 + 0.065 * len(item.text)
                     else:
                         total += item.seconds
                 play_end = (now + total, action.tag)

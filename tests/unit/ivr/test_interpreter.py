@@ -225,3 +225,17 @@ def test_same_events_give_the_same_actions(flow: Flow) -> None:
         return call.actions, call.session.trace
 
     assert script() == script()
+
+
+def test_a_recording_named_at_run_time() -> None:
+    flow = load_flow_text("""
+flow: dyn
+languages: [en]
+variables: {clinic: 7, name: "Civic Clinic"}
+prompts: {at: {en: "Your clinic is"}}
+steps:
+  say: {type: hangup, prompts: [at, {audio: "clinics/{clinic}", text: "{name}"}], result: ok}
+""", "dyn.yaml")
+    session = it.Session(flow)
+    (play,) = [a for a in session.step(it.Start(WALL), 0.0) if isinstance(a, it.Play)]
+    assert play.items[1] == it.Recording("clinics/7", "Civic Clinic")

@@ -46,7 +46,8 @@ endef
 sysdeps:
 	$(call apt_install,command -v sipp >/dev/null 2>&1 || missing="$$missing sip-tester"; \
 	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
-	command -v dot >/dev/null 2>&1 || missing="$$missing graphviz";)
+	command -v dot >/dev/null 2>&1 || missing="$$missing graphviz"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql";)
 
 run: $(STAMP)
 	$(BIN)/hotline serve --config $(CONFIG)

@@ -1,4 +1,5 @@
-"""The `hotline` command line: `hotline serve` and `hotline flow check|simulate|graph|schema`.
+"""The `hotline` command line: `hotline serve`, `hotline flow …`, `hotline booking …` and
+`hotline closure …`.
 
 Owns argument parsing, logging set-up and exit codes; the work is done by
 hotline.engine (serve) and the other packages.
@@ -49,6 +50,7 @@ def setup_logging(level: str, fmt: str = "text", levels: dict[str, str] | None =
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from hotline.config import ConfigError, apply_overrides, load_config
+    from hotline.booking.store import StoreError
     from hotline.engine.server import FlowsBroken, serve
 
     try:
@@ -64,7 +66,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except FlowsBroken as exc:
         logging.getLogger("hotline").error("cannot start: %s", exc)
         return 2
-    except OSError as exc:
+    except (OSError, StoreError) as exc:
         logging.getLogger("hotline").error("cannot start: %s", exc)
         return 1
     return 0
@@ -122,7 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("names", nargs="*", metavar="SCHEDULE")
     c.add_argument("--config", default="config.yaml")
     c.set_defaults(func=_cmd_closure)
+    from hotline.booking.cli import add_parser as add_booking_parser
     from hotline.flowcli import add_parser as add_flow_parser
+
+    add_booking_parser(sub)
 
     add_flow_parser(sub)
     return p

@@ -740,6 +740,28 @@ class IvrConfig(_Model):
     closed: tuple[Annotated[str, Strict()], ...] = ()
 
 
+def _check_notify_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL, found {value!r}")
+    return value
+
+
+class BookingConfig(_Model):
+    """Bookings: eligibility rules, confirmations, holds and the sample clinics."""
+
+    rules: ConfigPath | None = None
+    notify_url: Annotated[str, Strict(), AfterValidator(_check_notify_url)] | None = None
+    notify_timeout_seconds: Annotated[float, Strict(), AllowInfNan(False),
+                                      Field(gt=0, le=60)] = 5.0
+    notify_max_attempts: Annotated[int, Strict(), Field(ge=1, le=100)] = 12
+    hold_sweep_seconds: Annotated[float, Strict(), AllowInfNan(False), Field(gt=0, le=3600)] = 30.0
+    sample_clinics: Annotated[bool, Strict()] = True
+    sample_days: Annotated[int, Strict(), Field(ge=1, le=90)] = 14
+
+
 class Config(_Model):
     """The whole engine configuration, as loaded from config.yaml."""
 
@@ -752,6 +774,7 @@ class Config(_Model):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     ivr: IvrConfig = Field(default_factory=IvrConfig)
+    booking: BookingConfig = Field(default_factory=BookingConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @model_validator(mode="wrap")
@@ -762,7 +785,7 @@ class Config(_Model):
         if isinstance(data, dict):
             # validated (not default-constructed) so relative defaults resolve against
             # the config file's directory
-            data = {"paths": {}, "database": {}, **data}
+            data = {"paths": {}, "database": {}, "booking": {}, **data}
         cfg = handler(data)
         problems: list[InitErrorDetails] = []
         reg = cfg.registrar

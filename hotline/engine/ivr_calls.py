@@ -4,8 +4,8 @@ Owns, per answered call, its `hotline.ivr.interpreter.Session` and the execution
 actions it returns: `Play` → the media loop's play queue (prompt samples rendered once
 per action), `StopPlayback` → barge-in, `ServiceRequest` → an asyncio task (webhooks
 over aiohttp with timeout, retries and backoff; booking, queue and transfer services
-join as their issues land and until then answer `unavailable`, which takes the flow's
-`failed` branch), `Hangup` → a BYE with the flow's X- headers. Digits from RFC 4733,
+over `hotline.engine.bookings`; queue and transfer join as their issues land and until
+then answer `unavailable`, which takes the flow's `failed` branch), `Hangup` → a BYE with the flow's X- headers. Digits from RFC 4733,
 in-band detection and SIP INFO, play completions from the tick, and the sessions'
 deadlines (one heap, one loop timer for all calls) are fed back as events. When a call
 ends its trace (JSON lines, sensitive values masked by the session) is written off the
@@ -25,7 +25,7 @@ import itertools
 import json
 import logging
 import zoneinfo
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,8 @@ from hotline.rtp.rtcp import CallQuality
 log = logging.getLogger("hotline.ivr")
 
 HangupFn = Callable[[Any, list[tuple[str, str]]], None]
+# (action, args, call id, caller number) → (outcome, data): the booking service
+BookingFn = Callable[[str, Mapping[str, Any], str, str], Awaitable[tuple[str, dict[str, Any]]]]
 WEBHOOK_BACKOFF = 0.5  # seconds before the first retry; doubles
 MAX_WEBHOOK_BYTES = 1 << 20
 
@@ -66,6 +68,7 @@ class IvrCalls:
         timezone: str,
         trace_dir: Path | None,
         closures: set[str],
+        booking: BookingFn | None = None,
     ) -> None:
         self.loop = loop
         self.flows = flows
@@ -74,6 +77,7 @@ class IvrCalls:
         self.tz = zoneinfo.ZoneInfo(timezone)
         self.trace_dir = trace_dir
         self.closures = closures
+        self.booking = booking
         self.calls: dict[Hashable, IvrCall] = {}
         self._deadlines: list[tuple[float, int, Hashable]] = []
         self._order = itertools.count()
@@ -209,6 +213,17 @@ class IvrCalls:
     async def _service(self, state: IvrCall, request: it.ServiceRequest) -> None:
         if request.kind == "webhook":
             outcome, data = await self._webhook(state, request.args)
+        elif request.kind == "booking" and self.booking is not None:
+            caller = str(state.session.variables.get("caller.number") or "")
+            try:
+                outcome, data = await self.booking(request.name, request.args, state.call_id,
+                                                   caller)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the flow's `failed` step; never the values
+                log.error("call %s: booking %s failed: %s", state.call_id, request.name,
+                          type(exc).__name__)
+                outcome, data = "error", {}
         else:
             log.warning("call %s: %s service %r is not available on this engine yet",
                         state.call_id, request.kind, request.name)

@@ -16,6 +16,7 @@ import signal
 from dataclasses import dataclass, field
 
 from hotline.config import Config
+from hotline.engine.bookings import Bookings
 from hotline.engine.closures import closures_file, read_closures
 from hotline.engine.flows import FlowSet
 from hotline.engine.ivr_calls import IvrCalls
@@ -88,6 +89,7 @@ class Engine:
         if self.closures:
             log.warning("emergency closure in force for: %s", ", ".join(sorted(self.closures)))
         self.ivr: IvrCalls | None = None
+        self.bookings = Bookings(config, config.ivr.timezone)
         self._reload_task: asyncio.Task[None] | None = None
         self._reloading = False
 
@@ -143,6 +145,7 @@ class Engine:
             timezone=cfg.ivr.timezone,
             trace_dir=cfg.paths.data / "traces" if cfg.ivr.traces else None,
             closures=self.closures,
+            booking=self.bookings.handle,
         )
         if cfg.ivr.reload_check_seconds > 0:
             self._reload_task = self.loop.create_task(self._watch_flows())
@@ -271,6 +274,7 @@ class Engine:
             self._reload_task.cancel()
         if self.ivr is not None:
             self.ivr.close()
+        await self.bookings.close()
         if self._timer is not None:
             self._timer.cancel()
         if self.media is not None:
@@ -487,5 +491,6 @@ async def serve(config: Config) -> None:
     if not engine.load_flows():
         raise FlowsBroken("a flow file has errors (see above); fix it or run `hotline flow "
                           "check` on it")
+    await engine.bookings.open()
     await engine.start()
     await engine.run_until_stopped()

@@ -374,13 +374,14 @@ def _prompts(flow: Flow, c: _Compiler) -> None:
         for sid in scope.order:
             for items, ppath in step_prompt_lists(scope.steps[sid], scope.step_path(sid)):
                 for i, item in enumerate(items):
-                    if isinstance(item, str):
-                        used.add(item)
-                        if item not in doc.prompts:
+                    if isinstance(item, str | m.PromptRef):
+                        name = item if isinstance(item, str) else item.prompt
+                        used.add(name)
+                        if name not in doc.prompts:
                             c.error(
-                                (*ppath, i),
-                                f"prompt {item!r} is not defined under "
-                                f"`prompts:`{_suggest(item, list(doc.prompts))}",
+                                (*ppath, i) if isinstance(item, str) else (*ppath, i, "prompt"),
+                                f"prompt {name!r} is not defined under "
+                                f"`prompts:`{_suggest(name, list(doc.prompts))}",
                                 "undefined-prompt",
                             )
                     elif isinstance(item, m.SayItem):

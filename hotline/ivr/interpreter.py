@@ -451,9 +451,13 @@ class Session:
             language = self.flow.languages[0]
         out: list[AudioItem] = []
         for item in items:
-            if isinstance(item, str):
-                asset = self.flow.prompts.get((item, language)) or self.flow.prompts[
-                    (item, self.flow.languages[0])]
+            if not isinstance(item, str) and item.when is not None and \
+                    not _truthy(self._eval(item.when)):
+                continue
+            if isinstance(item, str | m.PromptRef):
+                name = item if isinstance(item, str) else item.prompt
+                asset = self.flow.prompts.get((name, language)) or self.flow.prompts[
+                    (name, self.flow.languages[0])]
                 out.append(PromptAudio(asset))
             elif isinstance(item, m.SilenceItem):
                 out.append(Silence(item.silence))
@@ -468,8 +472,9 @@ class Session:
                 if MASK in value:  # a replayed sensitive value: known valid, not known
                     out.append(Words((), f"[{item.say} {value}]"))
                     continue
+                options = {"group": 1} if item.slow and item.say == "reference" else None
                 try:
-                    names = sayas.say(sayas.SayAs(item.say), value, language)
+                    names = sayas.say(sayas.SayAs(item.say), value, language, options=options)
                 except sayas.SayAsError as exc:
                     raise FlowRuntimeError(f"cannot say {value!r} as {item.say}: {exc}") from exc
                 secret = bool(self.flow.templates[item.value].names & self.sensitive)

@@ -180,6 +180,10 @@ def step_prompt_lists(step: Any, path: DocPath) -> Iterator[tuple[list[Any], Doc
 
 
 def step_expressions(step: Any, path: DocPath) -> Iterator[tuple[str, DocPath]]:
+    for items, ppath in step_prompt_lists(step, path):
+        for i, item in enumerate(items):
+            if not isinstance(item, str) and item.when is not None:
+                yield item.when, (*ppath, i, "if")
     if isinstance(step, m.SetVars):
         for name, source in step.values.items():
             yield source, (*path, "values", name)

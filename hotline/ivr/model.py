@@ -171,7 +171,22 @@ PromptDefinition = Annotated[
 SayKind = Literal["digits", "number", "ordinal", "date", "time", "reference", "phone"]
 
 
-class SayItem(_Model):
+class _Conditional(_Model):
+    when: Expression | None = Field(
+        default=None, alias="if", description="play this item only when the condition holds"
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True,
+                              populate_by_name=True)
+
+
+class PromptRef(_Conditional):
+    """A named prompt with a condition: `{prompt: press_3, if: "booking.slot_count >= 3"}`."""
+
+    prompt: Name
+
+
+class SayItem(_Conditional):
     """Speak a value from word recordings: `{say: date, value: "{dob}"}`."""
 
     say: SayKind = Field(description="how to speak the value")
@@ -179,9 +194,12 @@ class SayItem(_Model):
     last: StrictInt | None = Field(
         default=None, ge=1, le=8, description="speak only the last N characters"
     )
+    slow: StrictBool = Field(
+        default=False, description="a pause after every character (references, codes)"
+    )
 
 
-class AudioItem(_Model):
+class AudioItem(_Conditional):
     """A recording chosen at run time: `{audio: "clinics/{booking.clinic1_id}", text:
     "{booking.clinic1_name}"}` plays audio/clinics/<id>.wav (made when the data was
     imported); `text` is what transcripts show. A missing file is skipped and logged."""
@@ -190,15 +208,16 @@ class AudioItem(_Model):
     text: Template | None = Field(default=None, description="what it says, for transcripts")
 
 
-class SilenceItem(_Model):
+class SilenceItem(_Conditional):
     """A pause: `{silence: 500ms}`."""
 
     silence: Duration
 
 
 PromptItem = Annotated[
-    StrictStr | SayItem | AudioItem | SilenceItem,
-    Field(description="a prompt name, {say: …, value: …}, {audio: …} or {silence: …}"),
+    StrictStr | PromptRef | SayItem | AudioItem | SilenceItem,
+    Field(description="a prompt name, {prompt: …, if: …}, {say: …, value: …}, {audio: …} or "
+                      "{silence: …}; any of the mappings may have `if: condition`"),
 ]
 
 

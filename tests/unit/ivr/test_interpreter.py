@@ -239,3 +239,30 @@ steps:
     session = it.Session(flow)
     (play,) = [a for a in session.step(it.Start(WALL), 0.0) if isinstance(a, it.Play)]
     assert play.items[1] == it.Recording("clinics/7", "Civic Clinic")
+
+
+def test_conditional_items_and_slow_references() -> None:
+    flow = load_flow_text("""
+flow: cond
+languages: [en]
+variables: {count: 2, ref: "FK37M9R"}
+prompts:
+  one: {en: "Press 1."}
+  two: {en: "Press 2."}
+  three: {en: "Press 3."}
+steps:
+  say:
+    type: hangup
+    prompts:
+      - one
+      - {prompt: two, if: "count >= 2"}
+      - {prompt: three, if: "count >= 3"}
+      - {say: reference, value: "{ref}", slow: true, if: "not empty(ref)"}
+    result: ok
+""", "cond.yaml")
+    session = it.Session(flow)
+    (play,) = [a for a in session.step(it.Start(WALL), 0.0) if isinstance(a, it.Play)]
+    names = [i.asset.name for i in play.items if isinstance(i, it.PromptAudio)]
+    assert names == ["one", "two"]
+    (words,) = [i for i in play.items if isinstance(i, it.Words)]
+    assert words.names.count("words/en/pause") == 6  # between the 7 characters

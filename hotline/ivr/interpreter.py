@@ -506,11 +506,7 @@ class Session:
         elif self.phase is Phase.PROMPT:
             self._prompt_finished()
         elif self.phase is Phase.CONFIRM:
-            self.phase = Phase.WAIT_KEY
-            step = self.flow.step(self.scope, self.step_id)
-            timeout = step.confirm.timeout or self.flow.defaults.menu_timeout
-            self.deadline = self._now + timeout
-            self._drain_buffer()
+            self._confirm_wait(self.flow.step(self.scope, self.step_id))
         elif self.phase is Phase.FAREWELL:
             self._hangup(self.flow.step(self.scope, self.step_id))
 
@@ -708,9 +704,17 @@ class Session:
             return
         self.pending_value = outcome
         self._set(step.field, outcome.value)  # so the read-back can say it
+        if self.buffer:  # the answer is typed already: like any input step, no prompt
+            self._confirm_wait(step)
+            return
         self.phase = Phase.CONFIRM
-        self._clear_buffer()
         self._play(step.confirm.prompt, True)
+
+    def _confirm_wait(self, step: m.Collect) -> None:
+        assert step.confirm is not None
+        self.phase = Phase.WAIT_KEY
+        self.deadline = self._now + (step.confirm.timeout or self.flow.defaults.menu_timeout)
+        self._drain_buffer()
 
     def _confirm_key(self, step: m.Collect, key: str) -> None:
         assert step.confirm is not None and self.pending_value is not None

@@ -222,8 +222,11 @@ def simulate(
     duration_of: Callable[[PromptAsset], float] = estimate_duration,
     word_seconds: float = 0.45,
     closures: Iterable[str] = (),
+    service: Callable[[it.ServiceRequest], ServiceReply | None] | None = None,
 ) -> Run:
-    """Run one call of `flow` with the scripted caller; returns the transcript and path."""
+    """Run one call of `flow` with the scripted caller; returns the transcript and path.
+    `service`, when given, answers requests first (a real booking service in tests);
+    the script's canned replies answer what it does not."""
     session = it.Session(flow, closures=frozenset(closures) | script.closed)
     lines: list[Line] = []
     requests: list[it.ServiceRequest] = []
@@ -282,8 +285,10 @@ def simulate(
                     current_play.clear()
             elif isinstance(action, it.ServiceRequest):
                 requests.append(action)
-                reply = (script.services.get(f"{action.kind}.{action.name}")
-                         or script.services.get(action.kind))
+                reply = service(action) if service is not None else None
+                if reply is None:
+                    reply = (script.services.get(f"{action.kind}.{action.name}")
+                             or script.services.get(action.kind))
                 if reply is not None:
                     pending_service = (now + reply.delay,
                                        it.ServiceResult(action.id, reply.outcome, reply.data))

@@ -49,8 +49,8 @@ def setup_logging(level: str, fmt: str = "text", levels: dict[str, str] | None =
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from hotline.config import ConfigError, apply_overrides, load_config
     from hotline.booking.store import StoreError
+    from hotline.config import ConfigError, apply_overrides, load_config
     from hotline.engine.server import FlowsBroken, serve
 
     try:

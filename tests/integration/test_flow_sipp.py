@@ -62,7 +62,7 @@ SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 
   ]]></send>
 {presses}
-  <recv request="BYE" timeout="15000">
+  <recv request="BYE" timeout="60000">
     <action>
       <ereg regexp="X-Hotline-Result: ({result})\\r" search_in="msg" check_it="true"
             assign_to="whole,res"/>

@@ -347,6 +347,9 @@ class SipConfig(_Model):
     max_message_bytes: Annotated[int, Strict(), Field(ge=1500, le=1_048_576)] = 65535
     # Ring (180) this long before answering a call; 0 answers at once.
     ring_ms: Annotated[int, Strict(), Field(ge=0, le=60_000)] = 0
+    # Proxies (e.g. Kamailio) whose P-Asserted-Identity is believed (RFC 3325): from any
+    # other source the caller's number is the From user.
+    trusted_proxies: tuple[Host, ...] = ()
 
     @property
     def public_host(self) -> str:

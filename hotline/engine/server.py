@@ -43,7 +43,9 @@ from hotline.sip.endpoint import (
     Registered,
     SessionModified,
 )
-from hotline.sip.errors import FramingError
+from hotline.sip.errors import FramingError, ParseError
+from hotline.sip.headers import parse_address
+from hotline.sip.uri import SipURI, TelURI
 from hotline.sip.ratelimit import RateLimiter
 from hotline.sip.registrar import Registrar, RegistrarPolicy
 from hotline.sip.sdp_session import MediaSession, SdpRejected
@@ -443,10 +445,28 @@ class Engine:
             log.warning("call %s: cannot bind RTP port %d: %s", call.call_id, media.rtp_port, exc)
             return
         if self.ivr is not None and call.inbound:
-            display = call.invite.from_.display_name or ""
-            facts = {"caller.number": call.remote_user, "caller.name": display}
+            number, display = self._caller_identity(call)
+            facts = {"caller.number": number, "caller.name": display}
             if not self.ivr.start(call, call.call_id, call.dialled, facts):
                 self._flow_hangup(call, [("X-Hotline-Result", "no_flow")])
+
+    def _caller_identity(self, call: Call) -> tuple[str, str]:
+        """(number, display name): from P-Asserted-Identity when the INVITE came from a
+        trusted proxy (RFC 3325), else from the From header."""
+        number = call.remote_user
+        display = call.invite.from_.display_name or ""
+        if call.peer.host in self.config.sip.trusted_proxies:
+            for value in call.invite.headers.get_all("P-Asserted-Identity"):
+                try:
+                    asserted = parse_address(value, "P-Asserted-Identity")
+                except ParseError:
+                    continue
+                uri = asserted.uri
+                user = uri.user if isinstance(uri, SipURI) else (
+                    uri.number if isinstance(uri, TelURI) else None)
+                if user:
+                    return user, asserted.display_name or display
+        return number, display
 
     def _flow_hangup(self, call: Call, headers: list[tuple[str, str]]) -> None:
         ep = self.endpoint

@@ -116,3 +116,39 @@ def test_webhook_retry_and_runtime_closure(tmp_path: Path) -> None:
     finally:
         http.shutdown()
         assert stop_server(server) == 0
+
+
+WHOAMI = """
+flow: whoami
+numbers: ["5000"]
+languages: [en]
+prompts:
+  beep: {en: {text: "(beep)", file: tones/beep.wav}}
+steps:
+  say: {type: hangup, prompts: [beep], result: "n{digits(caller.number)}"}
+"""
+
+
+@pytest.mark.parametrize(("trusted", "expected"), [(True, "n61299998888"),
+                                                   (False, "n0412345678")],
+                         ids=["trusted-proxy", "untrusted"])
+def test_p_asserted_identity_only_from_trusted_proxies(tmp_path: Path, trusted: bool,
+                                                       expected: str) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "whoami.yaml").write_text(WHOAMI)
+    sip_extra = "  trusted_proxies: [127.0.0.1]\n" if trusted else ""
+    server = start_server(tmp_path, flows=flows, sip_extra=sip_extra)
+    try:
+        scenario = _scenario(tmp_path, "", expected)
+        text = scenario.read_text().replace(
+            "      Max-Forwards: 70\n      Content-Type: application/sdp",
+            "      Max-Forwards: 70\n      P-Asserted-Identity: \"Front Desk\" <tel:+61299998888>\n"
+            "      Content-Type: application/sdp", 1)
+        assert "P-Asserted-Identity" in text
+        scenario.write_text(text)
+        res = run_sipp(["-sf", str(scenario), server.target, "-s", "5000", "-m", "1"],
+                       timeout=60)
+        assert _counts(res.stdout) == (1, 0), res.stdout[-2000:] + server.log_text()[-2000:]
+    finally:
+        assert stop_server(server) == 0

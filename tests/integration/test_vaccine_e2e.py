@@ -154,6 +154,8 @@ def test_sigkill_mid_batch_loses_no_heard_reference(tmp_path: Path) -> None:
         for proc, _trace in callers:
             proc.kill()
             proc.communicate()
+        if server.alive():  # the test failed before the kill: leave no engine behind
+            stop_server(server)
     heard: set[str] = set()
     for _proc, trace in callers:
         if trace.exists():

@@ -63,6 +63,8 @@ class Bookings:
         self._http: Any = None
         self.delivered = 0
         self.failed = 0
+        self.pending = 0  # outbox backlog at the last look
+        self.opened = False
 
     def now(self) -> dt.datetime:
         return dt.datetime.now(self.tz)
@@ -70,6 +72,7 @@ class Bookings:
     async def open(self) -> None:
         """Open the store (applying migrations), seed the sample data, start the tasks."""
         await self.store.open()
+        self.opened = True
         if self.config.booking.sample_clinics:
             await self.seed_sample()
         loop = asyncio.get_running_loop()
@@ -87,6 +90,7 @@ class Bookings:
         if self._http is not None:
             await self._http.close()
             self._http = None
+        self.opened = False
         await self.store.close()
 
     async def seed_sample(self) -> None:
@@ -139,6 +143,10 @@ class Bookings:
                 log.exception("bookings: cannot read the outbox")
                 messages = []
             if not messages:
+                try:
+                    self.pending = await self.store.outbox_pending()
+                except Exception:
+                    log.exception("bookings: cannot count the outbox")
                 await asyncio.sleep(OUTBOX_IDLE)
                 continue
             for message in messages:

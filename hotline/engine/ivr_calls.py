@@ -84,7 +84,8 @@ class IvrCalls:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._http: Any = None  # aiohttp.ClientSession, opened on first webhook
-        self.results: dict[str, int] = {}
+        self.results: dict[tuple[str, str], int] = {}  # (flow, result) → calls
+        self.service_results: dict[tuple[str, str, str], int] = {}  # (kind, name, outcome)
 
     # -- calls ------------------------------------------------------------------------
 
@@ -129,7 +130,8 @@ class IvrCalls:
         for task in state.tasks:
             task.cancel()
         result = state.session.result or "unknown"
-        self.results[result] = self.results.get(result, 0) + 1
+        key = (state.loaded.flow.name, result)
+        self.results[key] = self.results.get(key, 0) + 1
         log.info("call %s: flow %s ended: %s", state.call_id, state.loaded.flow.name, result)
         if self.trace_dir is not None:
             self.loop.run_in_executor(None, self._write_trace, state)
@@ -228,6 +230,8 @@ class IvrCalls:
             log.warning("call %s: %s service %r is not available on this engine yet",
                         state.call_id, request.kind, request.name)
             outcome, data = "unavailable", {}
+        counted = (request.kind, "" if request.kind == "webhook" else request.name, outcome)
+        self.service_results[counted] = self.service_results.get(counted, 0) + 1
         if not state.ended:
             self._feed(state, it.ServiceResult(request.id, outcome, data))
 

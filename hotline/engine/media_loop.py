@@ -533,6 +533,8 @@ class MediaCore:
         self._rtcp_order = itertools.count()
         self.last_index = -1
         self.digits = 0
+        self.ended = dict.fromkeys(
+            ("packets_in", "lost", "late", "duplicates", "malformed", "packets_out"), 0)
 
     # -- legs --------------------------------------------------------------------
 
@@ -586,6 +588,7 @@ class MediaCore:
             return None
         if now is not None and ntp_now is not None and (leg.sender.packets_sent or leg.rtcp_sent):
             self._send_rtcp(leg, leg.rtcp.bye(now, ntp_now, reason))
+        self._add_totals(self.ended, leg)
         self.bank.remove_leg(leg.slot)
         del self._by_slot[leg.slot]
         self._rx_active.discard(leg)
@@ -601,6 +604,23 @@ class MediaCore:
         """The leg's RTCP figures so far (None for no such leg)."""
         leg = self.legs.get(key)
         return None if leg is None else leg.rtcp.quality()
+
+    @staticmethod
+    def _add_totals(totals: dict[str, int], leg: MediaLeg) -> None:
+        stats = leg.receiver.stats()
+        totals["packets_in"] += stats.packets
+        totals["lost"] += max(0, stats.lost)
+        totals["late"] += stats.late
+        totals["duplicates"] += stats.duplicates
+        totals["malformed"] += stats.malformed
+        totals["packets_out"] += leg.sender.packets_sent
+
+    def rtp_totals(self) -> dict[str, int]:
+        """RTP counters over every leg served so far (ended and live): for metrics."""
+        totals = dict(self.ended)
+        for leg in self.legs.values():
+            self._add_totals(totals, leg)
+        return totals
 
     def _leg(self, key: Hashable) -> MediaLeg:
         leg = self.legs.get(key)
@@ -1148,6 +1168,39 @@ class MediaCore:
 
 # -- the asyncio side -----------------------------------------------------------------
 
+TICK_BUCKETS = (0.001, 0.002, 0.005, 0.010, 0.015, 0.020, 0.030, 0.050, 0.100, 0.250)
+
+
+class Histogram:
+    """Cumulative bucket counts, a sum and a count: what a metrics scrape reads (the
+    media loop must not depend on a metrics library)."""
+
+    __slots__ = ("bounds", "count", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * len(bounds)  # observations <= bounds[i] (not cumulative)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.sum += value
+        self.count += 1
+        for i, bound in enumerate(self.bounds):
+            if value <= bound:
+                self.counts[i] += 1
+                return
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """(upper bound, observations at or below it), +inf last."""
+        out: list[tuple[float, int]] = []
+        total = 0
+        for bound, n in zip(self.bounds, self.counts, strict=True):
+            total += n
+            out.append((bound, total))
+        out.append((float("inf"), self.count))
+        return out
+
 
 def _ntp_now() -> int:
     return ntp_from_unix(time.time())
@@ -1247,6 +1300,8 @@ class MediaLoop:
         self._setup: set[asyncio.Future[None]] = set()
         self._closed = False
         self.tick_errors = 0
+        self.tick_seconds = Histogram(TICK_BUCKETS)  # how long each tick took
+        self.tick_lateness = Histogram(TICK_BUCKETS)  # how late each tick began
 
     # -- legs ------------------------------------------------------------------------
 
@@ -1415,11 +1470,14 @@ class MediaLoop:
         # The wall-clock time of the tick's scheduled instant, which is what the media
         # clock (and so an SR's RTP timestamp) follows — not of the late wake-up.
         ntp_now = ntp_from_unix(time.time() - (now - slot.due))
+        started = time.perf_counter()
         try:
             self.core.tick(slot.index, slot.due, slot.skipped, ntp_now)
         except Exception:
             self.tick_errors += 1
             log.exception("media tick %d failed", slot.index)
+        self.tick_seconds.observe(time.perf_counter() - started)
+        self.tick_lateness.observe(max(0.0, slot.lateness))
         if self.core.legs and not self._closed:
             self._handle = self.loop.call_at(self.schedule.next_due, self._fire)
         else:

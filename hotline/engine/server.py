@@ -20,7 +20,7 @@ from hotline.engine.bookings import Bookings
 from hotline.engine.closures import closures_file, read_closures
 from hotline.engine.flows import FlowSet
 from hotline.engine.ivr_calls import IvrCalls
-from hotline.engine.media_loop import DtmfMethod, MediaLoop
+from hotline.engine.media_loop import DtmfMethod, Histogram, MediaLoop
 from hotline.engine.ports import PortsExhausted, RtpPortPool
 from hotline.engine.transport import SipTransports
 from hotline.engine.tts import espeak_synthesise
@@ -46,6 +46,7 @@ from hotline.sip.endpoint import (
 from hotline.sip.errors import FramingError, ParseError
 from hotline.sip.headers import parse_address
 from hotline.sip.uri import SipURI, TelURI
+from hotline.web.http import HttpServer
 from hotline.sip.ratelimit import RateLimiter
 from hotline.sip.registrar import Registrar, RegistrarPolicy
 from hotline.sip.sdp_session import MediaSession, SdpRejected
@@ -92,6 +93,9 @@ class Engine:
             log.warning("emergency closure in force for: %s", ", ".join(sorted(self.closures)))
         self.ivr: IvrCalls | None = None
         self.bookings = Bookings(config, config.ivr.timezone)
+        self.dtmf_counts: dict[str, int] = {}
+        self.call_jitter = Histogram((0.001, 0.002, 0.005, 0.010, 0.020, 0.030, 0.050, 0.100))
+        self.http: HttpServer | None = None
         self._reload_task: asyncio.Task[None] | None = None
         self._reloading = False
 
@@ -151,6 +155,21 @@ class Engine:
         )
         if cfg.ivr.reload_check_seconds > 0:
             self._reload_task = self.loop.create_task(self._watch_flows())
+        if cfg.http.enabled:
+            self.http = HttpServer(self)
+            await self.http.start(cfg.http.host, cfg.http.port)
+
+    def not_ready_reason(self) -> str | None:
+        """Why the engine should not get new calls now (None: it should)."""
+        if self.endpoint is None:
+            return "starting"
+        if self.endpoint.draining:
+            return "draining"
+        if not any(True for _ in self.flows.flows()):
+            return "no flow loaded"
+        if not self.bookings.opened:
+            return "booking store not open"
+        return None
 
     def _authenticator(self) -> DigestAuthenticator:
         cfg = self.config
@@ -272,6 +291,8 @@ class Engine:
                 await self.reload_flows()
 
     async def stop(self) -> None:
+        if self.http is not None:
+            await self.http.stop()
         if self._reload_task is not None:
             self._reload_task.cancel()
         if self.ivr is not None:
@@ -410,6 +431,7 @@ class Engine:
                 leg = self.media.remove_leg(ev.call)
                 if leg is not None:
                     quality = leg.rtcp.quality()
+                    self.call_jitter.observe(leg.receiver.stats().max_jitter_ms / 1000)
                     log.info("call %s quality: %s", ev.call.call_id, quality.summary())
             if self.ivr is not None:
                 self.ivr.ended(ev.call, quality)
@@ -422,6 +444,7 @@ class Engine:
             if isinstance(media, CallMedia):
                 media.dtmf.append(ev.digit)
             dtmf_log.info("call %s: DTMF %s by INFO", ev.call.call_id, _shown(ev.digit))
+            self.dtmf_counts["info"] = self.dtmf_counts.get("info", 0) + 1
             if self.ivr is not None:
                 self.ivr.digit(ev.call, ev.digit)
         elif isinstance(ev, ReferReceived):
@@ -483,6 +506,7 @@ class Engine:
         if isinstance(media, CallMedia):
             media.dtmf.append(digit)
         dtmf_log.info("call %s: DTMF %s by %s", call.call_id, _shown(digit), method.value)
+        self.dtmf_counts[method.value] = self.dtmf_counts.get(method.value, 0) + 1
         if self.ivr is not None:
             self.ivr.digit(call, digit)
 

@@ -322,6 +322,7 @@ class Endpoint:
         if exc.status == 505:
             resp.headers.add("Supported", "")
         self.layer.send_stateless(resp, self._reply_peer(req, peer, stateless=True))
+        self._count(f"responses_{exc.status}")
 
     def _reply_peer(self, req: Request, peer: Peer, *, stateless: bool = False) -> Peer:
         """§18.2.2 and RFC 3581: where responses to `req` go. Stamps received/rport."""
@@ -359,6 +360,7 @@ class Endpoint:
         resp = make_response(req, status, reason, to_tag=self._token(), extra=extra)
         resp.headers.add("Server", self.config.user_agent)
         self.layer.send_stateless(resp, self._reply_peer(req, peer))
+        self._count(f"responses_{status}")
 
     def _on_request(self, req: Request, peer: Peer, now: float) -> None:
         method = req.method

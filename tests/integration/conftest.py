@@ -105,7 +105,8 @@ ivr:
 database:
   url: sqlite:///{data}/hotline.db
 http:
-  enabled: false
+  enabled: {http_enabled}
+  listen: 127.0.0.1:{http_port}
 logging:
   level: info
   levels: {{dtmf: debug}}
@@ -122,6 +123,7 @@ def start_server(tmp: Path, **overrides: object) -> Server:
         "registrar_extra": "", "sip_extra": "", "rtp_inactivity": 30.0,
         "flows": ROOT / "tests" / "data" / "flows", "audio": ROOT / "audio",
         "default_flow": "listen", "reload_check": 1.0,
+        "http_enabled": "false", "http_port": 0,
     }
     extra = str(overrides.pop("extra_yaml", ""))
     values.update(overrides)

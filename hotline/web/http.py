@@ -1,0 +1,203 @@
+"""The engine's HTTP listener: health probes and Prometheus metrics.
+
+Owns the aiohttp application on `http.listen`: `/healthz` (the process is up and its loop
+answers), `/readyz` (accepting calls: flows loaded, the booking store open, not draining —
+what Kamailio's dispatcher and load balancers probe; 503 with the reason otherwise) and
+`/metrics` (Prometheus text format). Metrics are read from the engine's own counters at
+scrape time by one collector — nothing is counted twice and the call path pays nothing for
+them. Labels never carry a caller's number, a key pressed or any value a caller typed.
+
+Must not know: SIP, RTP or flows beyond the counters the engine exposes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from hotline import __version__
+
+if TYPE_CHECKING:
+    from hotline.engine.media_loop import Histogram
+    from hotline.engine.server import Engine
+
+log = logging.getLogger("hotline.web")
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _histogram(name: str, doc: str, hist: Histogram) -> HistogramMetricFamily:
+    buckets = [(("+Inf" if b == float("inf") else repr(b)), n) for b, n in hist.cumulative()]
+    return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=hist.sum)
+
+
+class EngineCollector(Collector):
+    """Everything /metrics shows, read from a running engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        engine = self.engine
+        info = GaugeMetricFamily("hotline_info", "The engine's version and node name",
+                                 labels=["version", "node"])
+        info.add_metric([__version__, engine.config.node_name], 1.0)
+        yield info
+        ep = engine.endpoint
+        if ep is not None:
+            counters = dict(ep.counters)
+            active = GaugeMetricFamily("hotline_calls_active", "Calls in progress (SIP dialogs "
+                                       "and calls being set up)")
+            active.add_metric([], float(ep.active_calls))
+            yield active
+            responses = CounterMetricFamily("hotline_sip_responses", "SIP responses sent, by "
+                                            "status code", labels=["code"])
+            for name, value in sorted(counters.items()):
+                if name.startswith("responses_"):
+                    responses.add_metric([name.removeprefix("responses_")], float(value))
+            yield responses
+            for name, doc in (
+                ("messages_in", "SIP messages received"),
+                ("parse_errors", "SIP messages that could not be parsed"),
+                ("calls_offered", "INVITEs that started a call"),
+                ("calls_answered", "Calls answered"),
+                ("overload_calls", "Calls refused: max_calls reached"),
+                ("overload_cps", "Calls refused: max_cps exceeded"),
+                ("rate_limited", "Requests refused by the per-source rate limit"),
+            ):
+                family = CounterMetricFamily(f"hotline_sip_{name}", doc)
+                family.add_metric([], float(counters.get(name, 0)))
+                yield family
+            retrans = CounterMetricFamily("hotline_sip_retransmissions",
+                                          "SIP transaction retransmissions, ours and absorbed",
+                                          labels=["direction"])
+            retrans.add_metric(["sent"], float(ep.layer.retransmissions))
+            retrans.add_metric(["absorbed"], float(ep.layer.absorbed))
+            yield retrans
+            draining = GaugeMetricFamily("hotline_draining", "1 while draining")
+            draining.add_metric([], 1.0 if ep.draining else 0.0)
+            yield draining
+        ivr = engine.ivr
+        if ivr is not None:
+            flows = GaugeMetricFamily("hotline_flow_calls_active", "Calls running a flow",
+                                      labels=["flow"])
+            per_flow: dict[str, int] = {}
+            for state in ivr.calls.values():
+                name = state.loaded.flow.name
+                per_flow[name] = per_flow.get(name, 0) + 1
+            for name, n in sorted(per_flow.items()):
+                flows.add_metric([name], float(n))
+            yield flows
+            ended = CounterMetricFamily("hotline_flow_calls", "Calls that ran a flow, by how "
+                                        "they ended", labels=["flow", "result"])
+            for (flow, result), n in sorted(ivr.results.items()):
+                ended.add_metric([flow, _label(result)], float(n))
+            yield ended
+            services = CounterMetricFamily("hotline_flow_service_requests", "Webhook, booking, "
+                                           "queue and transfer requests by outcome",
+                                           labels=["service", "name", "outcome"])
+            for (kind, name, outcome), n in sorted(ivr.service_results.items()):
+                services.add_metric([kind, name, outcome], float(n))
+            yield services
+        loaded = GaugeMetricFamily("hotline_flows_loaded", "Flow files serving", labels=["flow"])
+        for lf in engine.flows.flows():
+            loaded.add_metric([lf.flow.name], 1.0)
+        yield loaded
+        rejected = CounterMetricFamily("hotline_flow_reloads_rejected",
+                                       "Flow edits refused because they had errors")
+        rejected.add_metric([], float(engine.flows.rejected))
+        yield rejected
+        dtmf = CounterMetricFamily("hotline_dtmf_digits", "Keys pressed, by how they came",
+                                   labels=["method"])
+        for method, n in sorted(engine.dtmf_counts.items()):
+            dtmf.add_metric([method], float(n))
+        yield dtmf
+        media = engine.media
+        if media is not None:
+            legs = GaugeMetricFamily("hotline_media_legs", "RTP legs served by the tick")
+            legs.add_metric([], float(len(media.core.legs)))
+            yield legs
+            totals = media.core.rtp_totals()
+            rtp = CounterMetricFamily("hotline_rtp_packets", "RTP packets", labels=["what"])
+            for what in ("packets_in", "packets_out", "lost", "late", "duplicates", "malformed"):
+                rtp.add_metric([what.removeprefix("packets_")], float(totals[what]))
+            yield rtp
+            yield _histogram("hotline_media_tick_seconds", "Time one media tick took",
+                             media.tick_seconds)
+            yield _histogram("hotline_media_tick_lateness_seconds",
+                             "How late each media tick began", media.tick_lateness)
+            skipped = CounterMetricFamily("hotline_media_ticks_skipped",
+                                          "Ticks skipped to catch up after a stall")
+            skipped.add_metric([], float(media.schedule.skipped_ticks))
+            yield skipped
+            yield _histogram("hotline_rtp_call_jitter_seconds",
+                             "Each ended leg's highest interarrival jitter", engine.call_jitter)
+        bookings = engine.bookings
+        outbox = CounterMetricFamily("hotline_outbox_deliveries", "Confirmation messages",
+                                     labels=["result"])
+        outbox.add_metric(["delivered"], float(bookings.delivered))
+        outbox.add_metric(["failed"], float(bookings.failed))
+        yield outbox
+        backlog = GaugeMetricFamily("hotline_outbox_backlog", "Messages waiting to be sent")
+        backlog.add_metric([], float(bookings.pending))
+        yield backlog
+
+
+def _label(value: str) -> str:
+    return value if len(value) <= 64 else value[:64]
+
+
+def build_app(engine: Engine) -> web.Application:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(EngineCollector(engine))
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(_request: web.Request) -> web.Response:
+        reason = engine.not_ready_reason()
+        if reason is None:
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text=f"not ready: {reason}\n")
+
+    async def metrics(_request: web.Request) -> web.Response:
+        body = generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+class HttpServer:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self, host: str, port: int) -> None:
+        self.runner = web.AppRunner(build_app(self.engine), access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, host, port)
+        await site.start()
+        server: Any = site._server  # the bound socket tells the port when 0 was asked
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else port
+        log.info("http listening on %s:%d (/healthz /readyz /metrics)", host, self.port)
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None

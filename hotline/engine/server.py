@@ -45,12 +45,12 @@ from hotline.sip.endpoint import (
 )
 from hotline.sip.errors import FramingError, ParseError
 from hotline.sip.headers import parse_address
-from hotline.sip.uri import SipURI, TelURI
-from hotline.web.http import HttpServer
 from hotline.sip.ratelimit import RateLimiter
 from hotline.sip.registrar import Registrar, RegistrarPolicy
 from hotline.sip.sdp_session import MediaSession, SdpRejected
 from hotline.sip.transaction import Timers
+from hotline.sip.uri import SipURI, TelURI
+from hotline.web.http import HttpServer
 
 log = logging.getLogger("hotline.engine")
 dtmf_log = logging.getLogger("hotline.dtmf")  # digits shown only at debug level

@@ -123,7 +123,7 @@ def start_server(tmp: Path, **overrides: object) -> Server:
         "registrar_extra": "", "sip_extra": "", "rtp_inactivity": 30.0,
         "flows": ROOT / "tests" / "data" / "flows", "audio": ROOT / "audio",
         "default_flow": "listen", "reload_check": 1.0,
-        "http_enabled": "false", "http_port": 0,
+        "http_enabled": "false", "http_port": 8080,
     }
     extra = str(overrides.pop("extra_yaml", ""))
     values.update(overrides)

@@ -38,8 +38,14 @@ def run(steps: list[tuple[str, str]], hang_up: bool) -> list[object]:
     log: list[object] = list(session.step(it.Start(WALL, {"caller.number": "0400000000"}), now))
     pending: list[int] = []
     for kind, arg in steps:
-        if kind == "wait":
-            now += float(arg)
+        if kind == "wait":  # time passes; the engine fires every deadline that falls due
+            until = now + float(arg)
+            deadline = session.next_deadline()
+            while deadline is not None and deadline <= until:
+                now = max(now, deadline)
+                log.extend(session.step(it.Timer(), now))
+                deadline = session.next_deadline()
+            now = until
             continue
         now += 0.05
         if kind == "key":

@@ -159,7 +159,7 @@ def test_every_error_at_once_sorted_by_line(monkeypatch: pytest.MonkeyPatch) -> 
         "many_errors.yaml:5:20: sip.timers.t1_ms: expected less than t2_ms (400), found 500",
         "many_errors.yaml:6:3: sip: unknown key 'domian' (did you mean 'domain'?); expected "
         "one of: listen, advertised_host, domain, user_agent, timers, mtu, force_rport, "
-        "max_message_bytes, ring_ms",
+        "max_message_bytes, ring_ms, trusted_proxies",
         "many_errors.yaml:8:14: limits.max_calls: expected an integer of at least 1, found -1",
         "many_errors.yaml:11:54: registrar.users[0].password_env: expected either password or "
         "password_env, not both",

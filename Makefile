@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CONFIG ?= config.yaml
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv deps sysdeps lint typecheck bench-sip-cps bench-dtmf clean
+.PHONY: run test venv deps sysdeps lint typecheck bench-sip-cps bench-dtmf bench-ivr-load clean
 
 # Debian's python3 lacks ensurepip until python3-venv is installed: add it when root.
 $(BIN)/python:
@@ -68,6 +68,12 @@ bench-dtmf: $(STAMP)
 	$(call apt_install,/sbin/ldconfig -p 2>/dev/null | grep -q 'libspandsp\.so\.2 ' || missing="$$missing libspandsp2"; \
 	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng";)
 	$(BIN)/python bench/dtmf.py $(ARGS)
+
+# IVR load: SIPp callers (RFC 4733; with caller audio) vs hotline serve at rising concurrency,
+# tshark on lo; one then two engines. Root (SIPp raw socket, capture). ARGS=--json F --profile 10
+bench-ivr-load: $(STAMP) sysdeps
+	$(call apt_install,command -v tshark >/dev/null 2>&1 || missing="$$missing tshark";)
+	$(BIN)/python bench/ivr_load.py --processes 1,2 --gc-trace $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -19,6 +19,7 @@ from hotline.config import Config
 from hotline.engine.bookings import Bookings
 from hotline.engine.closures import closures_file, read_closures
 from hotline.engine.flows import FlowSet
+from hotline.engine.gctune import GcStats, freeze_startup, tune
 from hotline.engine.ivr_calls import IvrCalls
 from hotline.engine.media_loop import DtmfMethod, Histogram, MediaLoop
 from hotline.engine.ports import PortsExhausted, RtpPortPool
@@ -96,6 +97,7 @@ class Engine:
         self.dtmf_counts: dict[str, int] = {}
         self.call_jitter = Histogram((0.001, 0.002, 0.005, 0.010, 0.020, 0.030, 0.050, 0.100))
         self.http: HttpServer | None = None
+        self.gc_stats = GcStats()
         self._reload_task: asyncio.Task[None] | None = None
         self._reloading = False
 
@@ -537,4 +539,6 @@ async def serve(config: Config) -> None:
                           "check` on it")
     await engine.bookings.open()
     await engine.start()
+    freeze_startup()
+    tune(engine.gc_stats)
     await engine.run_until_stopped()

@@ -658,6 +658,12 @@ class Endpoint:
         if call.dialog is not None:
             call.dialog.state = DialogState.TERMINATED
         self.calls.pop((call.call_id, call.local_tag), None)
+        # A transaction that outlives the call still points at it (`user_data`, for its
+        # late events); the call lets go of its transactions so no reference cycle keeps
+        # an ended call's objects for the garbage collector to find.
+        call.invite_tx = None
+        call.client_tx = None
+        call.pending_modify = None
         self._count(f"calls_ended_{reason.value}")
         self._events.append(CallEnded(call, reason, status))
 

@@ -142,6 +142,9 @@ class EngineCollector(Collector):
             yield skipped
             yield _histogram("hotline_rtp_call_jitter_seconds",
                              "Each ended leg's highest interarrival jitter", engine.call_jitter)
+        for generation, hist in enumerate(engine.gc_stats.durations):
+            yield _histogram(f"hotline_gc_gen{generation}_seconds",
+                             f"Garbage collections of generation {generation}: how long", hist)
         bookings = engine.bookings
         outbox = CounterMetricFamily("hotline_outbox_deliveries", "Confirmation messages",
                                      labels=["result"])

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CONFIG ?= config.yaml
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv deps sysdeps lint typecheck bench-sip-cps bench-dtmf bench-ivr-load clean
+.PHONY: run test venv deps sysdeps lint typecheck bench-sip-cps bench-dtmf bench-ivr-load bench-booking clean
 
 # Debian's python3 lacks ensurepip until python3-venv is installed: add it when root.
 $(BIN)/python:
@@ -74,6 +74,11 @@ bench-dtmf: $(STAMP)
 bench-ivr-load: $(STAMP) sysdeps
 	$(call apt_install,command -v tshark >/dev/null 2>&1 || missing="$$missing tshark";)
 	$(BIN)/python bench/ivr_load.py --processes 1,2 --gc-trace $(ARGS)
+
+# Booking throughput: hotline's SQLite and PostgreSQL stores against a naive store in the
+# same run; PostgreSQL is Debian postgresql (sysdeps). ARGS=--quick, --json PATH, --callers …
+bench-booking: $(STAMP) sysdeps
+	$(BIN)/python bench/booking.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -65,11 +65,11 @@ decoded samples and the tick index in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from hotline.media.slots import SlotBank, grown
 from hotline.media.tones import COL_HZ, DBM0_PEAK, KEYPAD, ROW_HZ, SAMPLE_RATE
 
 HOP = 40  # samples per sub-block: the 5 ms step between analysis windows
@@ -239,7 +239,7 @@ def _best_two(
     return best, second
 
 
-class DtmfDetectorBank:
+class DtmfDetectorBank(SlotBank):
     """DTMF detectors for many legs, stepped together one media tick at a time.
 
     Slots come from `add_leg` and stay valid until `remove_leg`; the arrays grow
@@ -284,9 +284,7 @@ class DtmfDetectorBank:
         self._basis = np.zeros((self._subblocks, HOP, _COLUMNS), dtype=np.float32)
         self._basis[..., _SUM_COLUMN] = 1.0
         self._basis_tick: int | None = None
-        self._capacity = 0
-        self._free: list[int] = []
-        self._used = np.zeros(0, dtype=np.bool_)
+        SlotBank.__init__(self, capacity)
         self._history = np.zeros((0, _HISTORY, _COLUMNS), dtype=np.float32)
         self._history_energy = np.zeros((0, _HISTORY), dtype=np.float32)
         self._last_tick = np.zeros(0, dtype=np.int64)
@@ -307,27 +305,25 @@ class DtmfDetectorBank:
 
     # ------------------------------------------------------------------ slots
 
-    def _allocate(self, capacity: int) -> None:
+    def _grow(self, capacity: int) -> None:
         """Create (or grow to `capacity`) the per-slot state arrays, keeping their rows."""
-        old = self._capacity
-        self._used = _grown(self._used, capacity, False)
-        self._history = _grown(self._history, capacity, 0.0, (_HISTORY, _COLUMNS))
-        self._history_energy = _grown(self._history_energy, capacity, 0.0, (_HISTORY,))
-        self._last_tick = _grown(self._last_tick, capacity, _NO_TICK)
-        self._active = _grown(self._active, capacity, -1)  # key sounding, −1 for none
-        self._reported = _grown(self._reported, capacity, False)  # its start was reported
-        self._suppressed = _grown(self._suppressed, capacity, False)
-        self._start = _grown(self._start, capacity, 0)  # its estimated onset sample
-        self._last_hit = _grown(self._last_hit, capacity, 0)  # end of its last hit window
-        self._misses = _grown(self._misses, capacity, 0)  # windows without it since then
-        self._candidate = _grown(self._candidate, capacity, -1)  # key of the current run
-        self._candidate_hits = _grown(self._candidate_hits, capacity, 0)  # its length
-        self._candidate_first = _grown(self._candidate_first, capacity, 0)  # its first window
-        self._candidate_offsets = _grown(self._candidate_offsets, capacity, 0.0, (2,))  # mean
+        self._history = grown(self._history, capacity, 0.0)
+        self._history_energy = grown(self._history_energy, capacity, 0.0)
+        self._last_tick = grown(self._last_tick, capacity, _NO_TICK)
+        self._active = grown(self._active, capacity, -1)  # key sounding, −1 for none
+        self._reported = grown(self._reported, capacity, False)  # its start was reported
+        self._suppressed = grown(self._suppressed, capacity, False)
+        self._start = grown(self._start, capacity, 0)  # its estimated onset sample
+        self._last_hit = grown(self._last_hit, capacity, 0)  # end of its last hit window
+        self._misses = grown(self._misses, capacity, 0)  # windows without it since then
+        self._candidate = grown(self._candidate, capacity, -1)  # key of the current run
+        self._candidate_hits = grown(self._candidate_hits, capacity, 0)  # its length
+        self._candidate_first = grown(self._candidate_first, capacity, 0)  # its first window
+        self._candidate_offsets = grown(self._candidate_offsets, capacity, 0.0)  # mean
         # Sum over the run's hits of their offsets' noise variances (Hz²).
-        self._candidate_variance = _grown(self._candidate_variance, capacity, 0.0, (2,))
-        self._suppress_any = _grown(self._suppress_any, capacity, _NO_LIMIT)
-        self._suppress_key = _grown(self._suppress_key, capacity, _NO_LIMIT, (16,))
+        self._candidate_variance = grown(self._candidate_variance, capacity, 0.0)
+        self._suppress_any = grown(self._suppress_any, capacity, _NO_LIMIT)
+        self._suppress_key = grown(self._suppress_key, capacity, _NO_LIMIT)
         # Work buffers for `process`, reused every tick: fresh arrays of this size would
         # each cost page faults (large numpy allocations are mmap'd anew by malloc).
         subs = self._subblocks
@@ -339,26 +335,6 @@ class DtmfDetectorBank:
         self._work_squares = np.empty((capacity, subs, _SUM_COLUMN), dtype=np.float32)
         self._work_power = np.empty((capacity, subs, 8), dtype=np.float32)
         self._work_boosted = np.empty((capacity, subs, 8), dtype=np.float32)
-        self._free.extend(range(capacity - 1, old - 1, -1))
-        self._free.sort(reverse=True)  # pop() hands out the lowest free slot
-        self._capacity = capacity
-
-    @property
-    def capacity(self) -> int:
-        """Slots currently allocated (used or free)."""
-        return self._capacity
-
-    def __len__(self) -> int:
-        return self._capacity - len(self._free)
-
-    def add_leg(self) -> int:
-        """A fresh detector; returns its slot."""
-        if not self._free:
-            self._allocate(self._capacity * 2)
-        slot = self._free.pop()
-        self._reset(slot)
-        self._used[slot] = True
-        return slot
 
     def remove_leg(self, slot: int) -> InbandDigitEnded | None:
         """Free a slot. A reported key still sounding ends here and is returned."""
@@ -372,10 +348,7 @@ class DtmfDetectorBank:
                 int(self._last_hit[slot]) - OFFSET_LAG,
                 bool(self._suppressed[slot]),
             )
-        self._reset(slot)
-        self._used[slot] = False
-        self._free.append(slot)
-        self._free.sort(reverse=True)
+        self._release(slot)
         return ended
 
     def _reset(self, slot: int) -> None:
@@ -390,10 +363,6 @@ class DtmfDetectorBank:
         self._candidate_hits[slot] = 0
         self._suppress_any[slot] = _NO_LIMIT
         self._suppress_key[slot] = _NO_LIMIT
-
-    def _check_slot(self, slot: int) -> None:
-        if not 0 <= slot < self._capacity or not self._used[slot]:
-            raise KeyError(f"slot {slot} is not an active leg")
 
     def ongoing(self, slot: int) -> str | None:
         """The key currently sounding on `slot`, if one has been recognised."""
@@ -880,16 +849,6 @@ def _solve_tones(
     return np.stack([row, col], axis=1)
 
 
-_Grown = TypeVar("_Grown", bound=np.generic)
-
-
-def _grown(
-    array: npt.NDArray[_Grown], capacity: int, fill: float, shape: tuple[int, ...] = ()
-) -> npt.NDArray[_Grown]:
-    """`array` with its first axis grown to `capacity`, new rows set to `fill`."""
-    out = np.full((capacity, *shape), fill, dtype=array.dtype)
-    out[: array.shape[0]] = array
-    return out
 
 
 def digit_index(digit: str) -> int:

@@ -48,6 +48,8 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from hotline.media.slots import SlotBank, grown
+
 Int16Array = npt.NDArray[np.int16]
 Float32Array = npt.NDArray[np.float32]
 BoolArray = npt.NDArray[np.bool_]
@@ -117,13 +119,7 @@ def _pitch(history: Float32Array) -> npt.NDArray[np.int64]:
     return best
 
 
-def _grown(array: npt.NDArray[_Item], capacity: int) -> npt.NDArray[_Item]:
-    grown: npt.NDArray[_Item] = np.zeros((capacity, *array.shape[1:]), dtype=array.dtype)
-    grown[: array.shape[0]] = array
-    return grown
-
-
-class ConcealmentBank:
+class ConcealmentBank(SlotBank):
     """Loss concealment for many legs, stepped together one media tick at a time.
 
     Slots come from `add_leg` and stay valid until `remove_leg`; the arrays grow
@@ -144,9 +140,7 @@ class ConcealmentBank:
         self.subframes = samples_per_tick // SUBFRAME
         self._width = HISTORY + _COMPACT_TICKS * samples_per_tick
         self._cursor = HISTORY  # column of the next tick's first sample, for every slot
-        self._capacity = 0
-        self._free: list[int] = []
-        self._used = np.zeros(0, dtype=np.bool_)
+        SlotBank.__init__(self, capacity)
         self._stream = np.zeros((0, self._width), dtype=np.int16)
         self._erased = np.zeros(0, dtype=np.int64)  # samples of the loss so far, 0 = none
         self._period = np.zeros(0, dtype=np.int64)  # pitch period of the current loss
@@ -158,46 +152,21 @@ class ConcealmentBank:
 
     # ------------------------------------------------------------------ slots
 
-    def _allocate(self, capacity: int) -> None:
-        old = self._capacity
-        self._used = _grown(self._used, capacity)
-        self._stream = _grown(self._stream, capacity)
-        self._erased = _grown(self._erased, capacity)
-        self._period = _grown(self._period, capacity)
-        self._pitch_buffer = _grown(self._pitch_buffer, capacity)
-        self._free.extend(range(capacity - 1, old - 1, -1))
-        self._free.sort(reverse=True)  # pop() hands out the lowest free slot
-        self._capacity = capacity
-
-    @property
-    def capacity(self) -> int:
-        """Slots currently allocated (used or free)."""
-        return self._capacity
+    def _grow(self, capacity: int) -> None:
+        self._stream = grown(self._stream, capacity)
+        self._erased = grown(self._erased, capacity)
+        self._period = grown(self._period, capacity)
+        self._pitch_buffer = grown(self._pitch_buffer, capacity)
 
     @property
     def delay(self) -> int:
         """Samples by which `process` delays every leg's audio."""
         return LOOKAHEAD
 
-    def __len__(self) -> int:
-        return self._capacity - len(self._free)
-
-    def add_leg(self) -> int:
-        """Fresh concealment state (silent history); returns its slot."""
-        if not self._free:
-            self._allocate(self._capacity * 2)
-        slot = self._free.pop()
-        self._reset(slot)
-        self._used[slot] = True
-        return slot
-
     def remove_leg(self, slot: int) -> None:
         """Free a slot."""
         self._check_slot(slot)
-        self._reset(slot)
-        self._used[slot] = False
-        self._free.append(slot)
-        self._free.sort(reverse=True)
+        self._release(slot)
 
     def reset(self, slot: int) -> None:
         """Forget a leg's history (a new stream that must not be blended with the old)."""
@@ -208,10 +177,6 @@ class ConcealmentBank:
         self._stream[slot] = 0
         self._erased[slot] = 0
         self._period[slot] = 0
-
-    def _check_slot(self, slot: int) -> None:
-        if not 0 <= slot < self._capacity or not self._used[slot]:
-            raise KeyError(f"slot {slot} is not an active leg")
 
     def concealing(self, slot: int) -> int:
         """Samples of the leg's current loss concealed so far (0: not concealing); it

@@ -174,8 +174,14 @@ class PostgresStore(SqlStore):
             raise StoreError(f"{self!r} is not open")
         for attempt in range(RETRIES):
             try:
-                async with pool.connection() as conn, conn.transaction():
-                    return await self._drive(conn, make())
+                async with pool.connection() as conn:
+                    if not write:
+                        # Reads run statement by statement (autocommit): one round trip
+                        # each instead of BEGIN/…/COMMIT. Nothing a read returns is acted on
+                        # without a write that checks it again (a hold re-checks capacity).
+                        return await self._drive(conn, make())
+                    async with conn.transaction():
+                        return await self._drive(conn, make())
             except _RETRYABLE:
                 if attempt == RETRIES - 1:
                     raise

@@ -2,12 +2,13 @@
 
 Owns three things. `freeze_startup()` moves every object alive after start-up (flows,
 prompts, word recordings, tables, code) into the permanent generation, so collections
-never walk them again. `tune()` makes full collections rare: call objects are freed by
-reference counting (the SIP core breaks the reference cycle between a call and its
-transactions when the call ends), so what the collector can reclaim is small and a full
-collection walking every live call — 50–300 ms at 800 calls — would only stall the media
-tick. And a `gc.callbacks` hook times every collection per generation into histograms for
-`/metrics`, so a pause is seen, not guessed.
+never walk them again. `tune()` stops CPython from starting full collections by itself:
+call objects are freed by reference counting (the SIP core breaks the reference cycle
+between a call and its transactions when the call ends), so what a full collection could
+reclaim is small, while walking every live call — 80–300 ms at 800 calls — stalls the
+media tick; the engine runs one when it is idle, or after a long while regardless
+(`full_collection_due`). And a `gc.callbacks` hook times every collection per generation
+into histograms for `/metrics`, so a pause is seen, not guessed.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from typing import Any
 
 from hotline.engine.media_loop import Histogram
 
-# gen0 after this many net allocations; gen1 every 20 gen0; gen2 every 100 gen1 at the most
-# (CPython also waits until the long-lived objects grew by 25 % since the last full one)
-THRESHOLDS = (5000, 20, 100)
+# gen0 and gen1 as CPython's defaults (small: a young collection walks at most a few thousand
+# objects, well under a millisecond); gen2 never by itself — see `full_collection_due`.
+THRESHOLDS = (700, 10, 1_000_000)
+IDLE_COLLECT_SECONDS = 300.0  # a full collection when no call is up, at most this often
+FORCE_COLLECT_SECONDS = 1800.0  # … and one anyway after this long, calls or not
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.010, 0.020, 0.050, 0.100, 0.250, 1.0)
 
 
@@ -43,6 +46,16 @@ class GcStats:
             self.durations[generation].observe(time.perf_counter() - self._started)
             self.collected[generation] += int(info.get("collected", 0))
         self._started = None
+
+
+def full_collection_due(since_last: float, active_calls: int) -> bool:
+    """Whether to run a full collection now: when the engine is idle (no call to
+    stall) and one has not run for `IDLE_COLLECT_SECONDS`, or after
+    `FORCE_COLLECT_SECONDS` whatever is going on (a bounded pause, so that cyclic garbage
+    from rare paths — exceptions, cancelled tasks — cannot grow without limit)."""
+    if since_last >= FORCE_COLLECT_SECONDS:
+        return True
+    return active_calls == 0 and since_last >= IDLE_COLLECT_SECONDS
 
 
 def freeze_startup() -> None:

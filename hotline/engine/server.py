@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -19,7 +20,7 @@ from hotline.config import Config
 from hotline.engine.bookings import Bookings
 from hotline.engine.closures import closures_file, read_closures
 from hotline.engine.flows import FlowSet
-from hotline.engine.gctune import GcStats, freeze_startup, tune
+from hotline.engine.gctune import GcStats, freeze_startup, full_collection_due, tune
 from hotline.engine.ivr_calls import IvrCalls
 from hotline.engine.media_loop import DtmfMethod, Histogram, MediaLoop
 from hotline.engine.ports import PortsExhausted, RtpPortPool
@@ -99,6 +100,7 @@ class Engine:
         self.http: HttpServer | None = None
         self.gc_stats = GcStats()
         self._reload_task: asyncio.Task[None] | None = None
+        self._gc_task: asyncio.Task[None] | None = None
         self._reloading = False
 
     def load_flows(self) -> bool:
@@ -157,6 +159,7 @@ class Engine:
         )
         if cfg.ivr.reload_check_seconds > 0:
             self._reload_task = self.loop.create_task(self._watch_flows())
+        self._gc_task = self.loop.create_task(self._collect_garbage())
         if cfg.http.enabled:
             self.http = HttpServer(self)
             await self.http.start(cfg.http.host, cfg.http.port)
@@ -274,6 +277,17 @@ class Engine:
         self.closures.intersection_update(wanted)
         self.closures.update(wanted)
 
+    async def _collect_garbage(self) -> None:
+        """Full collections at quiet moments (see hotline.engine.gctune)."""
+        assert self.loop is not None
+        last = self.loop.time()
+        while True:
+            await asyncio.sleep(10.0)
+            active = self.endpoint.active_calls if self.endpoint is not None else 0
+            if full_collection_due(self.loop.time() - last, active):
+                gc.collect()
+                last = self.loop.time()
+
     async def _watch_flows(self) -> None:
         period = self.config.ivr.reload_check_seconds
         while True:
@@ -297,6 +311,8 @@ class Engine:
             await self.http.stop()
         if self._reload_task is not None:
             self._reload_task.cancel()
+        if self._gc_task is not None:
+            self._gc_task.cancel()
         if self.ivr is not None:
             self.ivr.close()
         await self.bookings.close()

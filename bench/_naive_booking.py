@@ -59,7 +59,6 @@ from hotline.booking.model import (
     format_sessions,
     parse_sessions,
 )
-from hotline.booking.sqlops import Json, Rows, as_instant, utc_text
 from hotline.booking.store import (
     MAX_REFERENCE_DRAWS,
     Actor,
@@ -73,6 +72,7 @@ from hotline.booking.store import (
     StoreError,
     load_migrations,
 )
+from hotline.booking.store.sqlops import Json, Rows, as_instant, utc_text
 
 __all__ = ["NaivePostgresStore", "NaiveSqliteStore", "NaiveStore", "naive_schema"]
 

@@ -80,7 +80,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psycopg
 from _naive_booking import NaivePostgresStore, NaiveSqliteStore
 
-from hotline.booking.cli import holidays_for
 from hotline.booking.csvfiles import parse_clinics
 from hotline.booking.geo import PostcodeTable, haversine_km, nearest, shipped_postcodes
 from hotline.booking.model import (
@@ -88,14 +87,15 @@ from hotline.booking.model import (
     Scalar,
     Slot,
     generate_slots,
+    holidays_for,
     medicare_problem,
     parse_sessions,
 )
-from hotline.booking.pg_store import PostgresStore
 from hotline.booking.rules import Rules, default_rules
 from hotline.booking.service import BookingService
-from hotline.booking.sqlite_store import SqliteStore
 from hotline.booking.store import BookingStore
+from hotline.booking.store.postgres import PostgresStore
+from hotline.booking.store.sqlite import SqliteStore
 from tests.pgcluster import Cluster, PostgresMissing, running_cluster
 
 NOW: Final = dt.datetime(2026, 5, 10, 22, 0, tzinfo=dt.UTC)  # Monday 11 May, 08:00 Sydney

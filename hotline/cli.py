@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("names", nargs="*", metavar="SCHEDULE")
     c.add_argument("--config", default="config.yaml")
     c.set_defaults(func=_cmd_closure)
-    from hotline.booking.cli import add_parser as add_booking_parser
+    from hotline.bookingcli import add_parser as add_booking_parser
     from hotline.flowcli import add_parser as add_flow_parser
 
     add_booking_parser(sub)

@@ -5,7 +5,7 @@ Owns: the clinics file's columns and checks (every problem reported at once, eac
 its postcode when the file leaves them out, and the columns of the bookings export a
 clinic prints for its day.
 
-Must not know: storage, the clock, the command line (hotline.booking.cli reads and writes
+Must not know: storage, the clock, the command line (hotline.bookingcli reads and writes
 the files).
 
 The clinics file (UTF-8, a header line, `#` lines ignored):

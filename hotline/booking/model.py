@@ -500,3 +500,19 @@ def dose_dates(bookings: Sequence[Booking], vaccine: str) -> list[dt.date]:
         for b in bookings
         if b.vaccine == vaccine and b.status is BookingStatus.ATTENDED
     )
+
+
+AU_SUBDIVISIONS = frozenset({"ACT", "NSW", "NT", "QLD", "SA", "TAS", "VIC", "WA"})
+
+
+def holidays_for(region: str, first: dt.date, days: int) -> frozenset[dt.date]:
+    """Public holidays of an Australian state or territory (`region`) over the days from
+    `first`; none for another region."""
+    code = region.strip().upper()
+    if code not in AU_SUBDIVISIONS or days <= 0:
+        return frozenset()
+    import holidays
+
+    last = first + dt.timedelta(days=days)
+    calendar = holidays.country_holidays("AU", subdiv=code, years=range(first.year, last.year + 1))
+    return frozenset(d for d in calendar if first <= d < last)

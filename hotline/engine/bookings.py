@@ -27,10 +27,9 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
-from hotline.booking.cli import holidays_for
 from hotline.booking.csvfiles import parse_clinics
 from hotline.booking.geo import shipped_postcodes
-from hotline.booking.model import OutboxMessage, generate_slots
+from hotline.booking.model import OutboxMessage, generate_slots, holidays_for
 from hotline.booking.rules import Rules, default_rules, load_rules
 from hotline.booking.service import BookingService, CallContext
 from hotline.booking.store import Actor, BookingStore, open_store

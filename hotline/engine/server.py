@@ -101,6 +101,7 @@ class Engine:
         self.gc_stats = GcStats()
         self._reload_task: asyncio.Task[None] | None = None
         self._gc_task: asyncio.Task[None] | None = None
+        self._drain_pending = False
         self._reloading = False
 
     def load_flows(self) -> bool:
@@ -111,6 +112,7 @@ class Engine:
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        self._install_signals()
         local: dict[str, tuple[str, int]] = {}
         for la in self.config.sip.listen:
             bound = await self.transports.listen(la.transport, la.host, la.port)
@@ -204,16 +206,25 @@ class Engine:
     def local_addrs(self) -> list[tuple[str, str, int]]:
         return [(a.transport, a.host, a.port) for a in self.transports.local_addrs]
 
-    async def run_until_stopped(self) -> None:
+    def _install_signals(self) -> None:
+        """SIGTERM/SIGINT drain, SIGHUP reloads — from the first moment of start-up, so a
+        signal that comes while the engine is still starting is never the default kill."""
         assert self.loop is not None
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 self.loop.add_signal_handler(sig, self.request_drain)
         with contextlib.suppress(NotImplementedError, RuntimeError):
             self.loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+
+    async def run_until_stopped(self) -> None:
+        if self._drain_pending:  # asked to stop while starting
+            self.request_drain()
         await self._stopped.wait()
 
     def request_drain(self) -> None:
+        if self.endpoint is None or self.media is None:
+            self._drain_pending = True  # still starting: drain once started
+            return
         if self._drain_task is None:
             assert self.loop is not None
             self._drain_task = self.loop.create_task(self.drain())
@@ -550,6 +561,8 @@ class FlowsBroken(Exception):
 
 async def serve(config: Config) -> None:
     engine = Engine(config)
+    engine.loop = asyncio.get_running_loop()
+    engine._install_signals()  # a SIGTERM while loading drains once started, never kills
     if not engine.load_flows():
         raise FlowsBroken("a flow file has errors (see above); fix it or run `hotline flow "
                           "check` on it")

@@ -33,7 +33,6 @@ from hotline.booking.model import (
 )
 from hotline.booking.rules import default_rules
 from hotline.booking.service import BookingService
-from hotline.booking.sqlite_store import SqliteStore
 from hotline.booking.store import (
     Actor,
     BookingStore,
@@ -46,6 +45,7 @@ from hotline.booking.store import (
     load_migrations,
     open_store,
 )
+from hotline.booking.store.sqlite import SqliteStore
 from tests.pgcluster import Cluster, postgres_cluster  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.integration

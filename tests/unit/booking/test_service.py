@@ -15,8 +15,8 @@ from hotline.booking import reference as refs
 from hotline.booking.model import Clinic, generate_slots, parse_sessions
 from hotline.booking.rules import default_rules
 from hotline.booking.service import OUTCOMES, BookingService
-from hotline.booking.sqlite_store import SqliteStore
 from hotline.booking.store import Actor
+from hotline.booking.store.sqlite import SqliteStore
 
 MEDICARE = "2123456701"
 OTHER_MEDICARE = "3123456711"  # another valid card (check digit 1)

@@ -16,13 +16,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hotline.booking.cli import holidays_for
 from hotline.booking.csvfiles import parse_clinics
 from hotline.booking.geo import shipped_postcodes
-from hotline.booking.model import generate_slots
+from hotline.booking.model import generate_slots, holidays_for
 from hotline.booking.rules import default_rules
 from hotline.booking.service import BookingService, CallContext
-from hotline.booking.sqlite_store import SqliteStore
+from hotline.booking.store.sqlite import SqliteStore
 from hotline.ivr import interpreter as it
 from hotline.ivr import simulate as sim
 from hotline.ivr.loader import Flow, load_flow

@@ -28,14 +28,13 @@ from typing import Any
 
 from hotline.booking.csvfiles import ClinicFileError, export_csv, parse_clinics
 from hotline.booking.geo import shipped_postcodes
-from hotline.booking.model import Clinic, generate_slots
+from hotline.booking.model import Clinic, generate_slots, holidays_for
 from hotline.booking.rules import Rules, default_rules, load_rules
 from hotline.booking.store import BookingStore, StoreError, open_store
 from hotline.yamlpos import DiagnosticsError
 
-__all__ = ["add_parser", "cmd_export", "cmd_import", "cmd_slots", "holidays_for"]
+__all__ = ["add_parser", "cmd_export", "cmd_import", "cmd_slots"]
 
-_AU_SUBDIVISIONS = frozenset({"ACT", "NSW", "NT", "QLD", "SA", "TAS", "VIC", "WA"})
 
 
 class _UsageError(Exception):
@@ -45,7 +44,7 @@ class _UsageError(Exception):
 def _database_url(args: argparse.Namespace) -> tuple[str, str]:
     """(URL, the URL as printed) from --database or the config's database.url."""
     if args.database:
-        from hotline.booking.pg_store import redact
+        from hotline.booking.store.postgres import redact
 
         return args.database, redact(args.database)
     from hotline.config import ConfigError, load_config
@@ -84,19 +83,6 @@ def _run(args: argparse.Namespace, work: Any) -> int:
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-
-
-def holidays_for(region: str, first: dt.date, days: int) -> frozenset[dt.date]:
-    """Public holidays of an Australian state or territory (`region`) over the days from
-    `first`; none for another region."""
-    code = region.strip().upper()
-    if code not in _AU_SUBDIVISIONS or days <= 0:
-        return frozenset()
-    import holidays
-
-    last = first + dt.timedelta(days=days)
-    calendar = holidays.country_holidays("AU", subdiv=code, years=range(first.year, last.year + 1))
-    return frozenset(d for d in calendar if first <= d < last)
 
 
 def cmd_import(args: argparse.Namespace) -> int:

@@ -3,11 +3,11 @@
 Owns: the one connection and the dedicated worker thread it lives on (every statement
 runs there, so the event loop never waits on the disk), the pragmas that make a commit
 durable (WAL journal, synchronous=FULL: a commit has reached the disk when the coroutine
-returns), applying migrations, and running hotline.booking.sqlops transactions: writes in
+returns), applying migrations, and running hotline.booking.store.sqlops transactions: writes in
 `BEGIN IMMEDIATE` (one writer at a time, across processes too; others wait up to
 `busy_timeout`), reads in a plain `BEGIN` (one consistent snapshot).
 
-Must not know: what the statements mean (hotline.booking.sqlops), flows, the clock.
+Must not know: what the statements mean (hotline.booking.store.sqlops), flows, the clock.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final, TypeVar
 
-from hotline.booking.sqlops import Json, Query, Rows, SqlStore, Transaction, utc_text
 from hotline.booking.store import StoreError, load_migrations
+from hotline.booking.store.sqlops import Json, Query, Rows, SqlStore, Transaction, utc_text
 
 __all__ = ["SqliteStore"]
 

@@ -1,5 +1,5 @@
 """The booking store: one async interface that the service and the CLI use, and what
-its two implementations (hotline.booking.sqlite_store, hotline.booking.pg_store) share.
+its two implementations (hotline.booking.store.sqlite, hotline.booking.store.postgres) share.
 
 Owns: the interface and the meaning of each operation (below), the request and result
 records, the versioned migrations' discovery (hotline/booking/migrations/<dialect>/
@@ -363,12 +363,12 @@ def open_store(url: str, *, pool_size: int = 10) -> BookingStore:
     PostgreSQL connections. Raises StoreError for other schemes."""
     scheme, sep, rest = url.partition("://")
     if scheme == "sqlite" and sep and rest.startswith("/"):
-        from hotline.booking.sqlite_store import SqliteStore
+        from hotline.booking.store.sqlite import SqliteStore
 
         path_text = rest[1:].partition("?")[0]
         return SqliteStore(":memory:" if path_text == ":memory:" else Path(path_text))
     if scheme in ("postgresql", "postgres") and sep:
-        from hotline.booking.pg_store import PostgresStore
+        from hotline.booking.store.postgres import PostgresStore
 
         return PostgresStore(url, pool_size=pool_size)
     raise StoreError(

@@ -3,13 +3,13 @@
 
 Owns: the connection pool (psycopg 3's asyncio pool: typed, one library for the pool and
 the protocol, server-side parameter binding), applying migrations under an advisory lock
-so nodes starting together migrate once, and running hotline.booking.sqlops transactions
+so nodes starting together migrate once, and running hotline.booking.store.sqlops transactions
 at READ COMMITTED with row locks (`FOR UPDATE`, `SKIP LOCKED` for the outbox). A
 transaction that loses a race — a deadlock, a serialization failure, or a unique key
 taken by a concurrent one (a booking reference, a hold's idempotency key) — is run again
 from the start, up to `RETRIES` times.
 
-Must not know: what the statements mean (hotline.booking.sqlops), flows, the clock. The
+Must not know: what the statements mean (hotline.booking.store.sqlops), flows, the clock. The
 URL is never logged or put in an error with its password.
 """
 
@@ -25,8 +25,8 @@ from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from hotline.booking.sqlops import Json, Query, Rows, SqlStore, Transaction
 from hotline.booking.store import StoreError, load_migrations
+from hotline.booking.store.sqlops import Json, Query, Rows, SqlStore, Transaction
 
 __all__ = ["RETRIES", "PostgresStore", "redact"]
 

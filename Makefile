@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CONFIG ?= config.yaml
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv deps sysdeps lint typecheck bench-sip-cps bench-dtmf bench-ivr-load bench-booking clean
+.PHONY: run test venv deps sysdeps lint typecheck bench-sip-cps bench-dtmf bench-ivr-load bench-booking bench-media-tick clean
 
 # Debian's python3 lacks ensurepip until python3-venv is installed: add it when root.
 $(BIN)/python:
@@ -79,6 +79,10 @@ bench-ivr-load: $(STAMP) sysdeps
 # same run; PostgreSQL is Debian postgresql (sysdeps). ARGS=--quick, --json PATH, --callers …
 bench-booking: $(STAMP) sysdeps
 	$(BIN)/python bench/booking.py $(ARGS)
+
+# One media tick for 100/500/1000 legs beside per-leg audioop and per-sample baselines.
+bench-media-tick: $(STAMP)
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/media_tick.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

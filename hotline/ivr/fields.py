@@ -563,6 +563,10 @@ def _two_digit_year(
         not_after = [d for d in candidates if d <= today]
         if not_after:
             return max(not_after)
+        if problem is not None:
+            # the one reading in the past does not exist (before MIN_YEAR, or 29 Feb of
+            # a year without it): say that, not that a later century is in the future
+            return problem
     return min(candidates, key=lambda d: (abs((d - today).days), d))
 
 

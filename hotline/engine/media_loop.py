@@ -78,8 +78,11 @@ import numpy.typing as npt
 
 from hotline.media import g711
 from hotline.media.dtmf import DtmfDetectorBank, InbandDigitEnded, InbandDigitStarted
+from hotline.media.mixer import Hearing, MixPlan
+from hotline.media.plc import ConcealmentBank
 from hotline.media.recording import Recording, RecordingBuffer, recording_to_wav_bytes
 from hotline.media.tones import SAMPLE_RATE, dtmf_frequencies, dual_tone
+from hotline.rtp.jitter import FrameOutcome, JitterBuffer, quiet_code_table
 from hotline.rtp.rtcp import CallQuality, RtcpSession, ntp_from_unix
 from hotline.rtp.seq import SeqOutcome
 from hotline.rtp.stream import Address, RtpReceiver, RtpSender, SymmetricLatch
@@ -109,10 +112,27 @@ _ENCODE = {g711.Codec.PCMU: g711.ULAW_ENCODE, g711.Codec.PCMA: g711.ALAW_ENCODE}
 _SILENCE_PAYLOAD = {c: bytes([c.silence]) * SAMPLES_PER_TICK for c in g711.Codec}
 _SILENT_ROW: Int16Array = np.zeros(SAMPLES_PER_TICK, dtype=np.int16)
 _SILENT_ROW.setflags(write=False)
+_SUBFRAME_SHIFTS = np.arange(2, dtype=np.int64)  # bit i of a frame's `present`: subframe i
 _UNSPECIFIED = ("0.0.0.0", "::")
 DTMF_KEYS = "0123456789*#ABCD"  # what send_digits accepts (case-insensitive A-D)
 INBAND_TWIST_DB = 2.0  # in-band presses: the high tone this much below the low one
 DEFAULT_MAX_RECORDING_SECONDS = 600.0  # a recording stops capturing after this long
+
+
+class Role(Enum):
+    """How a leg takes part in its conference."""
+
+    MEMBER = "member"  # hears everyone else, heard by everyone else
+    LISTEN = "listen"  # a supervisor listening: hears everyone, heard by nobody
+    WHISPER = "whisper"  # a supervisor coaching: hears everyone, heard only by its `coach` leg
+
+
+_QUIET = {c: quiet_code_table(_DECODE[c].tolist()) for c in g711.Codec}
+JITTER_COUNTERS = (
+    "packets", "late", "duplicates", "overflows", "resyncs", "frames", "played",
+    "concealed", "expanded", "buffering", "late_samples", "concealed_samples",
+    "dropped_samples",
+)
 
 
 class DtmfMethod(Enum):
@@ -367,6 +387,18 @@ class MediaLeg:
         self.overflow_samples = 0
         self.inactive_reported = False
         self.delay = 0.0  # seconds between arrival and analysis of the last tick's audio
+        # Bridged (once the leg first joins a conference): inbound audio goes through an
+        # adaptive jitter buffer and loss concealment instead of the fixed prefill.
+        self.jitter: JitterBuffer | None = None
+        self.jitter_codec: g711.Codec | None = None
+        self.plc_slot = -1
+        self.conference: Hashable | None = None
+        self.role = Role.MEMBER
+        self.coach: Hashable | None = None  # the leg a WHISPER leg is heard by
+        self.gain = 1.0
+        self.muted = False
+        self.mix_row: Int16Array | None = None  # what the conference gives it this tick
+        self.capture_paused = False
         self.media = media
         self.codec = g711.Codec.PCMU
         self.payload_type = 0
@@ -531,6 +563,12 @@ class MediaCore:
         # entries of removed legs are dropped when they come up.
         self._rtcp_due: list[tuple[float, int, MediaLeg]] = []
         self._rtcp_order = itertools.count()
+        self.plc = ConcealmentBank()
+        self._bridged: dict[MediaLeg, None] = {}  # legs with a jitter buffer, in order
+        self._plan: MixPlan | None = None  # None: the layout changed, rebuild it
+        self._plan_gain: npt.NDArray[np.float32] | None = None
+        self._plan_muted: npt.NDArray[np.bool_] | None = None
+        self.jitter_ended = dict.fromkeys(JITTER_COUNTERS, 0)
         self.last_index = -1
         self.digits = 0
         self.ended = dict.fromkeys(
@@ -596,6 +634,11 @@ class MediaCore:
         self._inband_pending.discard(leg)
         self._capturing.discard(leg)
         self._rfc_events = [e for e in self._rfc_events if e[0] is not leg]
+        if leg.jitter is not None:
+            self._add_jitter_totals(self.jitter_ended, leg.jitter)
+            self.plc.remove_leg(leg.plc_slot)
+            del self._bridged[leg]
+            self._plan = None
         leg.playlist.clear()
         leg.keypad = None
         return leg
@@ -627,6 +670,104 @@ class MediaCore:
         if leg is None:
             raise KeyError(f"no media leg {key!r}")
         return leg
+
+    @staticmethod
+    def _add_jitter_totals(totals: dict[str, int], jitter: JitterBuffer) -> None:
+        stats = jitter.stats()
+        for name in JITTER_COUNTERS:
+            totals[name] += getattr(stats, name)
+
+    def jitter_totals(self) -> dict[str, int]:
+        """Jitter-buffer counters over every bridged leg so far (ended and live)."""
+        totals = dict(self.jitter_ended)
+        for leg in self._bridged:
+            assert leg.jitter is not None
+            self._add_jitter_totals(totals, leg.jitter)
+        return totals
+
+    # -- conferences ----------------------------------------------------------------------
+
+    def join(
+        self,
+        key: Hashable,
+        conference: Hashable,
+        *,
+        role: Role = Role.MEMBER,
+        coach: Hashable | None = None,
+    ) -> None:
+        """Put the leg into `conference` (any hashable the engine chooses) from the next
+        tick: it hears the mix-minus of the others (what its role allows) whenever its
+        play queue and key presses are idle. The first time a leg joins a conference its
+        inbound audio moves to an adaptive jitter buffer with loss concealment, for the
+        rest of its life. A WHISPER leg needs `coach`, the member that alone hears it."""
+        leg = self._leg(key)
+        if role is Role.WHISPER:
+            if coach is None or coach == key:
+                raise ValueError("a whispering leg needs another leg as its coach target")
+        elif coach is not None:
+            raise ValueError(f"only a WHISPER leg has a coach target, not {role.value}")
+        if leg.jitter is None:
+            self._start_jitter(leg)
+        leg.conference = conference
+        leg.role = role
+        leg.coach = coach
+        self._plan = None
+
+    def leave(self, key: Hashable) -> None:
+        """Take the leg out of its conference: nobody hears it, it hears only its play
+        queue (e.g. hold music) or silence. Its jitter buffer goes on."""
+        leg = self._leg(key)
+        if leg.conference is not None:
+            leg.conference = None
+            leg.role = Role.MEMBER
+            leg.coach = None
+            leg.mix_row = None
+            self._plan = None
+
+    def conference_of(self, key: Hashable) -> Hashable | None:
+        return self._leg(key).conference
+
+    def members(self, conference: Hashable) -> list[Hashable]:
+        """The legs in `conference`, in the order they were bridged."""
+        return [leg.key for leg in self._bridged if leg.conference == conference]
+
+    def set_gain(self, key: Hashable, gain: float) -> None:
+        """How loudly the others hear this leg (1.0 as received, at most 16)."""
+        if not (math.isfinite(gain) and 0.0 <= gain <= 16.0):
+            raise ValueError(f"gain must be within 0..16, got {gain}")
+        self._leg(key).gain = float(gain)
+        self._plan = None
+
+    def set_muted(self, key: Hashable, muted: bool) -> None:
+        """A muted leg is heard by nobody in its conference (it still hears them)."""
+        self._leg(key).muted = bool(muted)
+        self._plan = None
+
+    def pause_recording(self, key: Hashable, paused: bool) -> None:
+        """While paused, the leg's recording gets silence on both channels (a sensitive
+        entry being spoken), so the file keeps its timing."""
+        self._leg(key).capture_paused = bool(paused)
+
+    def jitter_stats(self, key: Hashable) -> Any:
+        """The leg's jitter-buffer statistics (None before it was bridged)."""
+        leg = self._leg(key)
+        return None if leg.jitter is None else leg.jitter.stats()
+
+    def _start_jitter(self, leg: MediaLeg, codec: g711.Codec | None = None) -> None:
+        codec = codec or leg.buffer_codec or leg.codec
+        leg.jitter = JitterBuffer(fill=codec.silence, quiet_codes=_QUIET[codec])
+        leg.jitter_codec = codec
+        if leg.plc_slot < 0:
+            leg.plc_slot = self.plc.add_leg()
+            self._bridged[leg] = None
+            self._plan = None
+        else:
+            self.plc.reset(leg.plc_slot)
+        # What waited in the fixed buffer is dropped: the jitter buffer starts afresh.
+        leg.queue.clear()
+        leg.buffer.clear()
+        leg.playing = False
+        self._rx_active.discard(leg)
 
     # -- what legs play ------------------------------------------------------------
 
@@ -769,6 +910,25 @@ class MediaCore:
             leg.unknown_payload += 1
             return
         status = arrival.status
+        jitter = leg.jitter
+        if jitter is not None:
+            if status is _JUMP:
+                return
+            if codec is not leg.jitter_codec:  # a codec switch: the stream starts over
+                old = jitter
+                self._start_jitter(leg, codec)
+                assert leg.jitter is not None
+                self._add_jitter_totals(self.jitter_ended, old)
+                jitter = leg.jitter
+            jitter.put(
+                arrival.extended_sequence,
+                arrival.timestamp,
+                data[arrival.payload_start : arrival.payload_end],
+                now,
+                ssrc=arrival.ssrc,
+                resync=arrival.resync is not None,
+            )
+            return
         if status is _DUPLICATE or status is _JUMP:
             return
         if status is _LATE:
@@ -809,6 +969,8 @@ class MediaCore:
         self.last_index = index
         self._dtmf_timers(now)
         keys, block = self._inbound(index, now)
+        if self._bridged:
+            self._bridge(now)
         self._rfc_digits(index)
         self._commit_inband(now)
         done: list[tuple[Hashable, Hashable]] = []
@@ -891,6 +1053,87 @@ class MediaCore:
                 if leg.capture is not None:
                     leg.capture_rx = block[row].copy()  # not a view: the block is big
         return tuple(leg.key for leg in legs), block
+
+    def _bridge(self, now: float) -> None:
+        """This tick of every bridged leg: one frame from each jitter buffer, decoded,
+        concealed where it did not arrive (all legs in one call), then mix-minus over
+        every conference at once; each leg's `mix_row` is what it hears."""
+        legs = list(self._bridged)
+        n = len(legs)
+        payloads: list[bytes] = []
+        bits = np.empty(n, dtype=np.int64)
+        alaw: list[int] = []
+        pcma = g711.Codec.PCMA
+        for row, leg in enumerate(legs):
+            jitter = leg.jitter
+            assert jitter is not None
+            frame = jitter.get(now)
+            payloads.append(frame.payload)
+            bits[row] = frame.present
+            if leg.jitter_codec is pcma:
+                alaw.append(row)
+            if frame.outcome is not FrameOutcome.BUFFERING:
+                delay = jitter.delay(now)
+                if delay is not None:
+                    leg.delay = delay
+        codes = np.frombuffer(b"".join(payloads), dtype=np.uint8).reshape(n, SAMPLES_PER_TICK)
+        decoded = _DECODE[g711.Codec.PCMU].take(codes)
+        if alaw:
+            decoded[alaw] = _DECODE[pcma].take(codes[alaw])
+        present = (bits[:, None] >> _SUBFRAME_SHIFTS) & 1 == 1
+        slots = np.fromiter((leg.plc_slot for leg in legs), dtype=np.intp, count=n)
+        heard = self.plc.process(decoded, slots, present)
+        if self._capturing:
+            for row, leg in enumerate(legs):
+                if leg.capture is not None:
+                    leg.capture_rx = heard[row].copy()
+        plan = self._plan
+        if plan is None:
+            plan = self._make_plan(legs)
+        if plan.conferences == 0:
+            for leg in legs:
+                leg.mix_row = None
+            return
+        mixed = plan.mix(heard, self._plan_gain, self._plan_muted)
+        for row, leg in enumerate(legs):
+            leg.mix_row = mixed[row] if leg.conference is not None else None
+
+    def _make_plan(self, legs: list[MediaLeg]) -> MixPlan:
+        """The mix layout of the bridged legs (rebuilt only when it changes)."""
+        ids: dict[Hashable, int] = {}
+        conference = np.full(len(legs), -1, dtype=np.int64)
+        rows: dict[Hashable, list[int]] = {}
+        for row, leg in enumerate(legs):
+            if leg.conference is None:
+                continue
+            cid = ids.setdefault(leg.conference, len(ids))
+            conference[row] = cid
+            rows.setdefault(leg.conference, []).append(row)
+        hearing: list[Hearing] = []
+        row_of = {leg.key: row for row, leg in enumerate(legs)}
+        for members in rows.values():
+            special = [r for r in members if legs[r].role is not Role.MEMBER]
+            if not special or len(members) < 2:
+                continue
+            k = len(members)
+            index = {r: i for i, r in enumerate(members)}
+            matrix = [[0.0 if i == j else 1.0 for j in range(k)] for i in range(k)]
+            for r in special:
+                j = index[r]
+                for i in range(k):
+                    matrix[i][j] = 0.0  # nobody hears a supervisor …
+                leg = legs[r]
+                target = row_of.get(leg.coach) if leg.role is Role.WHISPER else None
+                if target is not None and target in index and target != r:
+                    matrix[index[target]][j] = 1.0  # … but the coached agent
+            hearing.append(Hearing(tuple(members), tuple(tuple(line) for line in matrix)))
+        plan = MixPlan(conference, hearing)
+        gains = np.fromiter((leg.gain for leg in legs), dtype=np.float32, count=len(legs))
+        muted = np.fromiter((leg.muted for leg in legs), dtype=np.bool_, count=len(legs))
+        self._plan_gain = None if bool(np.all(gains == 1.0)) else gains
+        self._plan_muted = muted if bool(muted.any()) else None
+        self._plan = plan
+        return plan
 
     def _sample_time(self, leg: MediaLeg, sample: int, index: int, now: float) -> float:
         """Arrival-timeline time of a sample of the tick timeline."""
@@ -985,17 +1228,20 @@ class MediaCore:
                 row = keyed
             if row is None:
                 playlist = leg.playlist
-                if not playlist:
-                    silent.append(leg)
-                    continue
-                item = playlist[0]
-                start = item.position
-                end = start + SAMPLES_PER_TICK
-                if end < item.size:  # the common case: the tick lies inside one item
-                    item.position = end
-                    row = item.samples[start:end]
+                if playlist:
+                    item = playlist[0]
+                    start = item.position
+                    end = start + SAMPLES_PER_TICK
+                    if end < item.size:  # the common case: the tick lies inside one item
+                        item.position = end
+                        row = item.samples[start:end]
+                    else:
+                        row = self._fill(leg, playlist, done)
                 else:
-                    row = self._fill(leg, playlist, done)
+                    row = leg.mix_row  # a bridged leg hears its conference
+                    if row is None:
+                        silent.append(leg)
+                        continue
             codec = leg.codec
             group = rows.get(codec)
             if group is None:
@@ -1093,7 +1339,10 @@ class MediaCore:
                 continue
             if skipped:
                 capture.add_silence(skipped * SAMPLES_PER_TICK)
-            capture.add(leg.capture_rx, leg.capture_tx)
+            if leg.capture_paused:
+                capture.add_silence(SAMPLES_PER_TICK)
+            else:
+                capture.add(leg.capture_rx, leg.capture_tx)
             leg.capture_rx = leg.capture_tx = _SILENT_ROW
             if capture.truncated:  # audio beyond its limit came and was dropped
                 self._capturing.discard(leg)

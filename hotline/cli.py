@@ -49,6 +49,7 @@ def setup_logging(level: str, fmt: str = "text", levels: dict[str, str] | None =
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from hotline.acd.errors import AcdConfigError
     from hotline.booking.store import StoreError
     from hotline.config import ConfigError, apply_overrides, load_config
     from hotline.engine.server import FlowsBroken, serve
@@ -63,7 +64,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     logging.getLogger("hotline").info("hotline %s starting (node %s)", __version__, cfg.node_name)
     try:
         asyncio.run(serve(cfg))
-    except FlowsBroken as exc:
+    except (FlowsBroken, AcdConfigError) as exc:
         logging.getLogger("hotline").error("cannot start: %s", exc)
         return 2
     except (OSError, StoreError) as exc:

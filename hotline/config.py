@@ -703,6 +703,8 @@ class HttpConfig(_Model):
     listen: Annotated[str, Strict(), Expect("HOST:PORT"), AfterValidator(_check_http_listen)] = (
         "127.0.0.1:8080")
     enabled: Bool = True
+    # The environment variable holding the /api bearer token (no token: /api answers 403).
+    api_token_env: EnvName | None = "HOTLINE_API_TOKEN"
 
     @property
     def host(self) -> str:
@@ -765,6 +767,116 @@ class BookingConfig(_Model):
     sample_days: Annotated[int, Strict(), Field(ge=1, le=90)] = 14
 
 
+AcdName = Annotated[str, Strict(), Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")]
+Seconds = Annotated[float, Strict(), AllowInfNan(False), Field(ge=0, le=86400)]
+Proficiency = Annotated[int, Strict(), Field(ge=1, le=10)]
+
+
+class SkillNeed(_Model):
+    """A skill a queue (or an escalation level) needs, at a minimum proficiency 1-10."""
+
+    skill: AcdName
+    min: Proficiency = 1
+
+
+class EscalationLevel(_Model):
+    """After `after_seconds` in the queue, agents with these skills may take the call too
+    (an empty list: any agent of the queue)."""
+
+    after_seconds: Seconds
+    skills: tuple[SkillNeed, ...] = ()
+
+
+class Overflow(_Model):
+    """Where a caller goes after max_wait_seconds: exactly one of another queue, a
+    voicemail box, or the offer of a callback."""
+
+    queue: AcdName | None = None
+    voicemail: AcdName | None = None
+    callback: Bool = False
+
+    @model_validator(mode="after")
+    def _one(self) -> Overflow:
+        chosen = [k for k in ("queue", "voicemail") if getattr(self, k) is not None]
+        if self.callback:
+            chosen.append("callback")
+        if len(chosen) != 1:
+            raise ValueError("expected exactly one of queue, voicemail or callback: true, "
+                             f"found {', '.join(chosen) or 'none'}")
+        return self
+
+
+class QueueSettings(_Model):
+    """One ACD queue."""
+
+    name: AcdName
+    strategy: Literal["longest_idle", "round_robin", "fewest_calls", "skills_based"] = (
+        "longest_idle")
+    skills: tuple[SkillNeed, ...] = ()
+    escalation: tuple[EscalationLevel, ...] = ()
+    members: tuple[AcdName, ...] | None = None
+    max_wait_seconds: Annotated[float, Strict(), AllowInfNan(False),
+                                Field(gt=0, le=86400)] | None = None
+    overflow: Overflow | None = None
+    announce_first_seconds: Seconds | None = 20.0
+    announce_every_seconds: Annotated[float, Strict(), AllowInfNan(False),
+                                      Field(ge=10, le=3600)] | None = 60.0
+    announce_position: Bool = True
+    announce_wait: Bool = True
+    hold_music: Annotated[str, Strict(), Field(min_length=1, max_length=200)] = "hold_music"
+    callback_key: Annotated[str, Strict(), Field(pattern=r"^[0-9*#]$")] | None = None
+    wrap_up_seconds: Seconds | None = None
+    ring_timeout_seconds: Annotated[float, Strict(), AllowInfNan(False),
+                                    Field(gt=0, le=300)] | None = None
+    min_samples: Annotated[int, Strict(), Field(ge=1, le=10000)] = 10
+    sensitive: tuple[AcdName, ...] = ()
+
+
+class AgentSettings(_Model):
+    """An agent: a registrar user (`id` is the username) with skills 1-10."""
+
+    id: Username
+    name: DisplayName = ""
+    skills: dict[AcdName, Proficiency] = Field(default_factory=dict)
+    wrap_up_seconds: Seconds | None = None
+    supervisor: Bool = False
+    logged_in: Bool = False
+
+
+class ExpertSettings(_Model):
+    """A back-office expert in the directory (outside the queues)."""
+
+    id: AcdName
+    name: DisplayName
+    uri: Annotated[str, Strict(), Field(pattern=r"^sips?:[^\s]+$", max_length=256)]
+    department: DisplayName = ""
+    skills: dict[AcdName, Proficiency] = Field(default_factory=dict)
+
+
+class AcdSettings(_Model):
+    """Agents, queues, experts and the rules between them (see hotline/acd)."""
+
+    agents: tuple[AgentSettings, ...] = ()
+    queues: tuple[QueueSettings, ...] = ()
+    experts: tuple[ExpertSettings, ...] = ()
+    ring_timeout_seconds: Annotated[float, Strict(), AllowInfNan(False),
+                                    Field(gt=0, le=300)] = 15.0
+    wrap_up_seconds: Seconds = 10.0
+    # After an offer fails (no answer within ring_timeout_seconds, rejected, busy,
+    # unreachable) the agent goes on a break: for this many seconds, or (null) until they
+    # come back with *44 or the API.
+    pause_after_failed_offer_seconds: Annotated[float, Strict(), AllowInfNan(False),
+                                                Field(gt=0, le=86400)] | None = None
+    break_reasons: dict[Annotated[str, Strict(), Field(pattern=r"^[0-9]{1,4}$")],
+                        AcdName] = Field(default_factory=dict)
+    callback_max_attempts: Annotated[int, Strict(), Field(ge=1, le=20)] = 3
+    callback_retry_seconds: Annotated[float, Strict(), AllowInfNan(False),
+                                      Field(gt=0, le=86400)] = 300.0
+    record_calls: Bool = False
+    callback_uri: Annotated[str, Strict(), Field(
+        pattern=r"^sips?:[^\s]*\{number\}[^\s]*$", max_length=256)] | None = None
+
+
 class Config(_Model):
     """The whole engine configuration, as loaded from config.yaml."""
 
@@ -778,6 +890,7 @@ class Config(_Model):
     http: HttpConfig = Field(default_factory=HttpConfig)
     ivr: IvrConfig = Field(default_factory=IvrConfig)
     booking: BookingConfig = Field(default_factory=BookingConfig)
+    acd: AcdSettings = Field(default_factory=AcdSettings)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @model_validator(mode="wrap")
@@ -829,6 +942,26 @@ class Config(_Model):
                         f"missing {fields}: registrar.algorithms lists {listed} (give an HA1 "
                         f"for every listed algorithm, or a password)", code="missing-key"))
             users.append(user)
+        names = {u.username for u in reg.users}
+        for i, agent in enumerate(cfg.acd.agents):
+            if agent.id not in names:
+                problems.append(problem(
+                    ("acd", "agents", i, "id"), f"expected a registrar user (agents log in "
+                    f"with their phone's credentials), found {agent.id!r}", input=agent.id))
+        queue_names = {q.name for q in cfg.acd.queues}
+        agent_ids = {a.id for a in cfg.acd.agents}
+        for i, queue in enumerate(cfg.acd.queues):
+            target = queue.overflow.queue if queue.overflow is not None else None
+            if target is not None and target not in queue_names:
+                problems.append(problem(
+                    ("acd", "queues", i, "overflow", "queue"),
+                    f"expected one of the queues ({', '.join(sorted(queue_names))}), found "
+                    f"{target!r}", input=target))
+            for j, member in enumerate(queue.members or ()):
+                if member not in agent_ids:
+                    problems.append(problem(
+                        ("acd", "queues", i, "members", j),
+                        f"expected an agent of acd.agents, found {member!r}", input=member))
         if problems:
             raise located_errors("Config", problems)
         registrar = reg.model_copy(update={"realm": realm, "users": tuple(users)})

@@ -39,6 +39,9 @@ log = logging.getLogger("hotline.ivr")
 HangupFn = Callable[[Any, list[tuple[str, str]]], None]
 # (action, args, call id, caller number) → (outcome, data): the booking service
 BookingFn = Callable[[str, Mapping[str, Any], str, str], Awaitable[tuple[str, dict[str, Any]]]]
+# (call key, queue, args, sensitive names, caller number) → (outcome, data), when it ends
+QueueFn = Callable[[Hashable, str, Mapping[str, Any], frozenset[str], str],
+                   Awaitable[tuple[str, dict[str, Any]]]]
 WEBHOOK_BACKOFF = 0.5  # seconds before the first retry; doubles
 MAX_WEBHOOK_BYTES = 1 << 20
 
@@ -69,6 +72,7 @@ class IvrCalls:
         trace_dir: Path | None,
         closures: set[str],
         booking: BookingFn | None = None,
+        queue: QueueFn | None = None,
     ) -> None:
         self.loop = loop
         self.flows = flows
@@ -78,6 +82,7 @@ class IvrCalls:
         self.trace_dir = trace_dir
         self.closures = closures
         self.booking = booking
+        self.queue = queue
         self.calls: dict[Hashable, IvrCall] = {}
         self._deadlines: list[tuple[float, int, Hashable]] = []
         self._order = itertools.count()
@@ -225,6 +230,16 @@ class IvrCalls:
             except Exception as exc:  # the flow's `failed` step; never the values
                 log.error("call %s: booking %s failed: %s", state.call_id, request.name,
                           type(exc).__name__)
+                outcome, data = "error", {}
+        elif request.kind == "queue" and self.queue is not None:
+            caller = str(state.session.variables.get("caller.number") or "")
+            try:
+                outcome, data = await self.queue(state.key, request.name, request.args,
+                                                 request.sensitive, caller)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("call %s: queue %s failed", state.call_id, request.name)
                 outcome, data = "error", {}
         else:
             log.warning("call %s: %s service %r is not available on this engine yet",

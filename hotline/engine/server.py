@@ -14,11 +14,15 @@ import gc
 import logging
 import os
 import signal
+from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 from hotline.config import Config
 from hotline.engine.bookings import Bookings
+from hotline.engine.callback_store import FileCallbackRepository
 from hotline.engine.closures import closures_file, read_closures
+from hotline.engine.contact_centre import ContactCentre
 from hotline.engine.flows import FlowSet
 from hotline.engine.gctune import GcStats, freeze_startup, full_collection_due, tune
 from hotline.engine.ivr_calls import IvrCalls
@@ -41,6 +45,7 @@ from hotline.sip.endpoint import (
     EndpointConfig,
     Event,
     OutboundAnswered,
+    OutboundProgress,
     ReferReceived,
     Registered,
     SessionModified,
@@ -103,6 +108,14 @@ class Engine:
         self._gc_task: asyncio.Task[None] | None = None
         self._drain_pending = False
         self._reloading = False
+        self.acd: ContactCentre | None = None
+        env = config.http.api_token_env
+        token = os.environ.get(env, "") if env else ""
+        self.api_token: str | None = token if len(token) >= 16 else None
+        if token and self.api_token is None:
+            log.warning("%s is shorter than 16 characters: the /api stays disabled", env)
+        self.callbacks = FileCallbackRepository(paths.data / "callbacks.json")
+        self._flush_soon = False
 
     def load_flows(self) -> bool:
         """Load every flow before taking calls; False (errors logged) if any is broken."""
@@ -152,12 +165,20 @@ class Engine:
             inactivity_timeout=cfg.rtp.inactivity_timeout_seconds,
             on_play_done=self._on_play_done,
         )
+        self.acd = ContactCentre(
+            self.loop, cfg.acd, endpoint=self.endpoint, registrar=registrar, media=self.media,
+            prompts=self.prompts, new_leg=self._new_leg, start_media=self._start_media,
+            flush=self.flush, domain=cfg.sip.domain, data_dir=cfg.paths.data,
+            repository=self.callbacks, callback_uri=cfg.acd.callback_uri,
+        )
+        self.loop.run_in_executor(None, self.acd.prepare)
         self.ivr = IvrCalls(
             self.loop, self.flows, media=self.media, hangup=self._flow_hangup,
             timezone=cfg.ivr.timezone,
             trace_dir=cfg.paths.data / "traces" if cfg.ivr.traces else None,
             closures=self.closures,
             booking=self.bookings.handle,
+            queue=self._queue_service,
         )
         if cfg.ivr.reload_check_seconds > 0:
             self._reload_task = self.loop.create_task(self._watch_flows())
@@ -326,6 +347,9 @@ class Engine:
             self._gc_task.cancel()
         if self.ivr is not None:
             self.ivr.close()
+        if self.acd is not None:
+            self.acd.close()
+        await self.loop.run_in_executor(None, self.callbacks.close) if self.loop else None
         await self.bookings.close()
         if self._timer is not None:
             self._timer.cancel()
@@ -376,6 +400,32 @@ class Engine:
             self.transports.send(data, peer)
         self._arm(ep.next_timer())
 
+    def flush(self) -> None:
+        """Get the endpoint's datagrams out soon (after work done outside an input)."""
+        if self._flush_soon or self.loop is None:
+            return
+        self._flush_soon = True
+
+        def run() -> None:
+            self._flush_soon = False
+            if self.endpoint is not None:
+                self._after_input()
+
+        self.loop.call_soon(run)
+
+    def _new_leg(self) -> tuple[CallMedia, bytes]:
+        """A media port and our SDP offer for a call the engine places."""
+        port = self.ports.allocate()
+        session = MediaSession(self.media_host, port)
+        return CallMedia(port, session), session.answer_or_offer(None)
+
+    def _queue_service(self, key: object, name: str, args: Any, sensitive: frozenset[str],
+                       caller: str) -> asyncio.Future[tuple[str, dict[str, Any]]]:
+        assert self.acd is not None
+        if not isinstance(key, Call):
+            raise TypeError("a queued call is a SIP call")
+        return self.acd.enqueue(key, name, args, sensitive, caller)
+
     def _arm(self, at: float | None) -> None:
         assert self.loop is not None
         if at == self._timer_at:
@@ -406,7 +456,8 @@ class Engine:
         now = self._now()
         if isinstance(ev, CallOffered):
             call = ev.call
-            if self.flows.route(call.dialled) is None:
+            agent_code = self.acd is not None and self.acd.on_offered(call)
+            if not agent_code and self.flows.route(call.dialled) is None:
                 ep.reject(call, 404, now, "No flow for this number")
                 log.info("call %s to %r: no flow answers it (404)", call.call_id, call.dialled)
                 return
@@ -453,7 +504,11 @@ class Engine:
             ep.answer_modify(ev.call, 200, sdp, now)
             if self.media is not None and media.session.media is not None:
                 self.media.update(ev.call, media.session.media)
+                if self.acd is not None:
+                    self.acd.on_modified(ev.call, held=not media.session.media.sends)
         elif isinstance(ev, CallEnded):
+            if self.acd is not None:
+                self.acd.on_ended(ev.call, ev.reason, ev.status)
             media = ev.call.app
             quality = None
             if isinstance(media, CallMedia) and self.media is not None:
@@ -474,33 +529,67 @@ class Engine:
                 media.dtmf.append(ev.digit)
             dtmf_log.info("call %s: DTMF %s by INFO", ev.call.call_id, _shown(ev.digit))
             self.dtmf_counts["info"] = self.dtmf_counts.get("info", 0) + 1
+            if self.acd is not None and self.acd.on_digit(ev.call, ev.digit):
+                return
             if self.ivr is not None:
                 self.ivr.digit(ev.call, ev.digit)
         elif isinstance(ev, ReferReceived):
-            # Transfers are wired with the agents issue; until then refuse cleanly.
-            ep.answer_refer(ev, 603, now)
+            if self.acd is None or not self.acd.on_refer(ev):
+                ep.answer_refer(ev, 603, now)
         elif isinstance(ev, Registered):
             log.info("registration %s: %d contact(s)", ev.change.aor, len(ev.change.contacts))
+            if self.acd is not None:
+                self.acd.on_registration(ev.change)
+        elif isinstance(ev, OutboundProgress):
+            if self.acd is not None:
+                self.acd.on_progress(ev.call, ev.status)
         elif isinstance(ev, OutboundAnswered):
-            log.info("outbound call %s answered", ev.call.call_id)
+            self._outbound_answered(ev.call, ev.sdp)
+
+    def _outbound_answered(self, call: Call, sdp: bytes | None) -> None:
+        ep = self.endpoint
+        assert ep is not None
+        media = call.app
+        log.info("outbound call %s answered", call.call_id)
+        if not isinstance(media, CallMedia) or sdp is None:
+            log.info("outbound call %s: answered without SDP: hanging up", call.call_id)
+            ep.hangup(call, self._now())
+            return
+        try:
+            media.session.accept_answer(sdp)
+        except SdpRejected as exc:
+            log.info("outbound call %s: bad SDP answer: %s", call.call_id, exc.reason)
+            ep.hangup(call, self._now())
+            return
+        if not self._start_media(call):
+            ep.hangup(call, self._now())
+            return
+        if self.acd is not None:
+            self.acd.on_answered(call)
 
     # -- media ------------------------------------------------------------------
 
-    def _start_media(self, call: Call) -> None:
+    def _start_media(self, call: Call) -> bool:
+        """Serve the call's media leg (True when it is being served)."""
         media = call.app
         if (not isinstance(media, CallMedia) or media.session.media is None
-                or self.media is None or call in self.media.core.legs):
-            return
+                or self.media is None):
+            return False
+        if call in self.media.core.legs:
+            return True
         try:
             self.media.add_leg(call, media.rtp_port, media.session.media)
         except OSError as exc:
             log.warning("call %s: cannot bind RTP port %d: %s", call.call_id, media.rtp_port, exc)
-            return
+            return False
+        if self.acd is not None and call.inbound and self.acd.on_media(call):
+            return True
         if self.ivr is not None and call.inbound:
             number, display = self._caller_identity(call)
             facts = {"caller.number": number, "caller.name": display}
             if not self.ivr.start(call, call.call_id, call.dialled, facts):
                 self._flow_hangup(call, [("X-Hotline-Result", "no_flow")])
+        return True
 
     def _caller_identity(self, call: Call) -> tuple[str, str]:
         """(number, display name): from P-Asserted-Identity when the INVITE came from a
@@ -526,7 +615,9 @@ class Engine:
         ep.hangup(call, self._now(), headers)
         self.loop.call_soon(self._after_input)
 
-    def _on_play_done(self, call: object, tag: object, completed: bool) -> None:
+    def _on_play_done(self, call: Hashable, tag: Hashable, completed: bool) -> None:
+        if self.acd is not None and isinstance(call, Call):
+            self.acd.on_play_done(call, tag, completed)
         if self.ivr is not None:
             self.ivr.play_done(call, tag, completed)
 
@@ -536,6 +627,8 @@ class Engine:
             media.dtmf.append(digit)
         dtmf_log.info("call %s: DTMF %s by %s", call.call_id, _shown(digit), method.value)
         self.dtmf_counts[method.value] = self.dtmf_counts.get(method.value, 0) + 1
+        if self.acd is not None and self.acd.on_digit(call, digit):
+            return
         if self.ivr is not None:
             self.ivr.digit(call, digit)
 

@@ -27,6 +27,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from hotline import __version__
+from hotline.web.api import add_routes
 
 if TYPE_CHECKING:
     from hotline.engine.media_loop import Histogram
@@ -178,6 +179,7 @@ def build_app(engine: Engine) -> web.Application:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     app = web.Application()
+    add_routes(app, lambda: engine.acd, engine.api_token)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -198,7 +200,7 @@ class HttpServer:
         server: Any = site._server  # the bound socket tells the port when 0 was asked
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else port
-        log.info("http listening on %s:%d (/healthz /readyz /metrics)", host, self.port)
+        log.info("http listening on %s:%d (/healthz /readyz /metrics /api)", host, self.port)
 
     async def stop(self) -> None:
         if self.runner is not None:

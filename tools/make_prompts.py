@@ -8,11 +8,15 @@ limit) and writes 8 kHz mono G.711 µ-law under audio/prompts/<lang>/<name>.wav,
 loader then uses as the prompt's recording. A recording is rewritten only when its text
 changed (a sidecar `.txt` keeps the text it was made from) or with --force.
 
+With ``--system`` it also records the contact centre's system phrases
+(hotline/acd/announcements.py: queue position and wait, callbacks, voicemail, agent
+star-code answers) as audio/system/<lang>/<name>.wav.
+
 With ``--clinics FILE.csv`` it also records each clinic's name (the `name` column) as
 audio/clinics/<id>.wav, which flows play with ``{audio: "clinics/{booking.clinic1_id}"}``.
 
 Usage: ``.venv/bin/python tools/make_prompts.py ivr_flows/vaccine.yaml
-[--clinics hotline/booking/data/clinics_sample.csv] [--force]``
+[--clinics hotline/booking/data/clinics_sample.csv] [--system] [--force]``
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from make_words import DEFAULT_LEVEL_DBFS, RATES_WPM, MakeWordsError, shape
 
+from hotline.acd.announcements import every_phrase
 from hotline.engine.flows import voice_for
 from hotline.engine.tts import espeak_synthesise
 from hotline.ivr.loader import FlowError, load_flow
@@ -58,10 +63,12 @@ def write_ulaw_wav(path: Path, signal: np.ndarray) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("flows", nargs="+", type=Path)
+    parser.add_argument("flows", nargs="*", type=Path)
     parser.add_argument("--audio-dir", type=Path, default=REPO / "audio")
     parser.add_argument("--force", action="store_true", help="remake every recording")
     parser.add_argument("--clinics", type=Path, help="a clinics CSV: record each clinic's name")
+    parser.add_argument("--system", action="store_true",
+                        help="record the contact centre's system phrases")
     args = parser.parse_args(argv)
     made = kept = 0
     with tempfile.TemporaryDirectory() as work:
@@ -71,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for row in csv.DictReader(line for line in fh if not line.startswith("#")):
                     target = args.audio_dir / "clinics" / f"{row['id']}.wav"
                     jobs.append(("en", row["name"], target))
+        if args.system:
+            for phrase in every_phrase():
+                jobs.append((phrase.language, phrase.text, args.audio_dir / f"{phrase.key}.wav"))
         for flow_file in args.flows:
             try:
                 flow = load_flow(flow_file, audio_dir=args.audio_dir)

@@ -251,7 +251,15 @@ class Engine:
             self._drain_task = self.loop.create_task(self.drain())
 
     async def drain(self) -> None:
-        """Stop taking calls (503), let calls finish for drain_seconds, BYE the rest."""
+        """Stop taking calls (503), let calls finish for drain_seconds, BYE the rest.
+        Whatever goes wrong on the way, the engine stops."""
+        try:
+            await self._drain()
+        except Exception:
+            log.exception("draining failed: stopping now")
+            await self.stop()
+
+    async def _drain(self) -> None:
         ep = self.endpoint
         assert ep is not None and self.loop is not None
         ep.start_drain()

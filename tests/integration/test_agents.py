@@ -34,14 +34,17 @@ acd:
       skills: [{{skill: vaccine}}]
       announce_first_seconds: 1
       announce_every_seconds: 30
+      callback_key: "1"
   experts:
     - {{id: dave, name: Dave Expert, department: Pharmacy, uri: "sip:dave@hotline.test",
         skills: {{vaccine: 8}}}}
   ring_timeout_seconds: {ring}
   wrap_up_seconds: 1
+  callback_uri: "sip:{{number}}@127.0.0.1:{citizen}"
 """
 USERS = """    - {username: carol, password: carol-pass}
     - {username: dave, password: dave-pass}
+    - {username: "0412345678", password: citizen-pass}
 """
 
 
@@ -66,6 +69,18 @@ def tone(freq: float, seconds: float, amplitude: float = 60.0) -> bytes:
     return (128 + amplitude * np.sin(2 * np.pi * freq * t)).astype(np.uint8).tobytes()
 
 
+def keys(digits: str) -> bytes:
+    """In-band key presses (100 ms each, 150 ms apart) as pyVoIP audio."""
+    from hotline.media import tones as t
+
+    out = bytearray()
+    for digit in digits:
+        press = t.dtmf_tone(digit, 100.0, level_dbm0=-6)
+        out += (128 + press.astype(np.float64) / 256).clip(0, 255).astype(np.uint8).tobytes()
+        out += bytes([128]) * 1200
+    return bytes(out)
+
+
 def to_int16(data: bytes) -> np.ndarray:
     return (np.frombuffer(data, np.uint8).astype(np.int16) - 128) * 256
 
@@ -74,15 +89,17 @@ class Phone:
     """A pyVoIP phone that answers (if asked), talks a tone and records what it hears."""
 
     def __init__(self, server: Server, user: str, password: str, *, answer: bool,
-                 freq: float) -> None:
+                 freq: float | None, sip_port: int | None = None) -> None:
         rtp = 40000 + (free_port(("udp",)) % 400) * 20
         self.freq = freq
+        self.sip_port = sip_port or free_port(("udp",))
+        self.inject = bytearray()  # audio to send before the tone (e.g. key presses)
         self.answer = answer
         self.heard = bytearray()
         self.calls: list[Any] = []
         self.stop_talking = threading.Event()
         self.phone = VoIPPhone("127.0.0.1", server.port, user, password, myIP="127.0.0.1",
-                               sipPort=free_port(("udp",)), rtpPortLow=rtp,
+                               sipPort=self.sip_port, rtpPortLow=rtp,
                                rtpPortHigh=rtp + 19, callCallback=self._incoming)
 
     def _incoming(self, call: Any) -> None:
@@ -93,9 +110,13 @@ class Phone:
         self._talk(call)
 
     def _talk(self, call: Any) -> None:
-        chunk = tone(self.freq, 0.02)
+        chunk = tone(self.freq, 0.02) if self.freq else bytes([128]) * 160
         while call.state == CallState.ANSWERED and not self.stop_talking.is_set():
-            call.write_audio(chunk)
+            if self.inject:
+                call.write_audio(bytes(self.inject[:160]))
+                del self.inject[:160]
+            else:
+                call.write_audio(chunk)
             self.heard += call.read_audio(160, blocking=False)
             time.sleep(0.018)
 
@@ -131,7 +152,8 @@ def api(server_http: int, method: str, path: str, body: dict[str, Any] | None = 
         return exc.code, json.loads(exc.read())
 
 
-def _server(tmp: Path, *, logged_in: bool = True, ring: float = 15.0) -> tuple[Server, int]:
+def _server(tmp: Path, *, logged_in: bool = True, ring: float = 15.0,
+            citizen: int = 5999) -> tuple[Server, int]:
     import os
 
     http = free_port(("tcp",))
@@ -139,8 +161,9 @@ def _server(tmp: Path, *, logged_in: bool = True, ring: float = 15.0) -> tuple[S
     try:
         server = start_server(
             tmp, registrar_extra="  allow_rfc2069: true\n", users_extra=USERS,
-            default_flow="queue", http_enabled="true", http_port=http,
-            extra_yaml=ACD.format(logged_in="true" if logged_in else "false", ring=ring),
+            default_flow="queue", http_enabled="true", http_port=http, drain=3.0,
+            extra_yaml=ACD.format(logged_in="true" if logged_in else "false", ring=ring,
+                                  citizen=citizen),
         )
     finally:
         del os.environ["HOTLINE_API_TOKEN"]
@@ -181,4 +204,189 @@ def test_a_queued_caller_is_bridged_to_a_registered_agent_and_audio_flows_both_w
     finally:
         agent.stop()
         caller.stop()
+        assert stop_server(server) == 0
+
+
+def test_star_codes_from_the_agents_phone_and_the_api_change_the_agents_status(
+    tmp_path: Path,
+) -> None:
+    server, http = _server(tmp_path, logged_in=False)
+    agent = Phone(server, "bob", "builder", answer=True, freq=1100.0)
+    try:
+        agent.start()
+        assert wait_for(lambda: "registration sip:bob@" in server.log_text())
+        assert api(http, "GET", "/api/agents/bob")[1]["status"] == "logged_out"
+        call = agent.phone.call("*41")
+        assert wait_for(lambda: "agent bob: login accepted" in server.log_text()), \
+            server.log_text()[-2000:]
+        # The engine answered, said so, and hung up by itself.
+        assert wait_for(lambda: call.state == CallState.ENDED, 10)
+        assert api(http, "GET", "/api/agents/bob")[1]["status"] == "available"
+        status, view = api(http, "POST", "/api/agents/bob/break", {"reason": "lunch"})
+        assert status == 200 and view["status"] == "on_break", view
+        assert view["break_reason"] == "lunch"
+        agent.phone.call("*44")
+        assert wait_for(lambda: "agent bob: back accepted" in server.log_text())
+        assert api(http, "GET", "/api/agents/bob")[1]["status"] == "available"
+        # A code that is not one is refused (and said so), the status is unchanged.
+        bad = agent.phone.call("*42*7")  # logout takes no digits
+        assert wait_for(lambda: "refused star code" in server.log_text())
+        assert wait_for(lambda: bad.state == CallState.ENDED, 10)
+        # The API wants its token; a wrong one changes nothing.
+        assert api(http, "POST", "/api/agents/bob/logout", token="x" * 20)[0] == 401
+        assert api(http, "GET", "/api/agents/bob")[1]["status"] == "available"
+        assert api(http, "GET", "/api/agents/nobody")[0] == 404
+    finally:
+        agent.stop()
+        assert stop_server(server) == 0
+
+
+def test_no_answer_puts_the_agent_on_break_and_the_caller_keeps_their_place(
+    tmp_path: Path,
+) -> None:
+    server, http = _server(tmp_path, ring=2.0)
+    agent = Phone(server, "bob", "builder", answer=False, freq=1100.0)
+    caller = Phone(server, "alice", "wonderland", answer=False, freq=700.0)
+    try:
+        agent.start()
+        assert wait_for(lambda: "agent bob: available/idle" in server.log_text())
+        caller.start()
+        caller.dial("queue")
+        assert wait_for(lambda: "offer to bob withdrawn (no_answer)" in server.log_text(), 10), \
+            server.log_text()[-3000:]
+        view = api(http, "GET", "/api/agents/bob")[1]
+        assert view["status"] == "on_break" and view["state"] == "idle", view
+        queue = api(http, "GET", "/api/queues")[1][0]
+        assert queue["name"] == "help" and queue["waiting"] == 1, queue
+        # Back from the break, the agent answers this time: the same caller is offered.
+        agent.answer = True
+        agent.calls.clear()
+        api(http, "POST", "/api/agents/bob/back")
+        assert wait_for(lambda: "bridged to agent bob" in server.log_text(), 10), \
+            server.log_text()[-3000:]
+        assert api(http, "GET", "/api/queues")[1][0]["waiting"] == 0
+    finally:
+        agent.stop()
+        caller.stop()
+        assert stop_server(server) == 0
+
+
+def _bridged(tmp_path: Path) -> tuple[Server, int, Phone, Phone, Any]:
+    server, http = _server(tmp_path)
+    agent = Phone(server, "bob", "builder", answer=True, freq=1100.0)
+    caller = Phone(server, "alice", "wonderland", answer=False, freq=700.0)
+    agent.start()
+    assert wait_for(lambda: "agent bob: available/idle" in server.log_text())
+    caller.start()
+    call = caller.dial("queue")
+    assert wait_for(lambda: "bridged to agent bob" in server.log_text(), 15), \
+        server.log_text()[-3000:]
+    return server, http, agent, caller, call
+
+
+def test_consult_an_expert_then_conference_all_three_each_hearing_the_other_two(
+    tmp_path: Path,
+) -> None:
+    server, http, agent, caller, _call = _bridged(tmp_path)
+    expert = Phone(server, "dave", "dave-pass", answer=True, freq=1500.0)
+    try:
+        expert.start()
+        found = api(http, "GET", "/api/experts?skill=vaccine&available=1")[1]
+        assert [e["id"] for e in found] == ["dave"], found
+        status, body = api(http, "POST", "/api/agents/bob/call/consult", {"expert": "dave"})
+        assert status == 200, body
+        assert wait_for(lambda: "consult answered" in server.log_text(), 10), \
+            server.log_text()[-3000:]
+        time.sleep(2.0)
+        # Consulting: agent and expert talk; the caller hears neither (music instead).
+        assert level(agent.last(1.0), 1500.0) > 2000
+        assert level(expert.last(1.0), 1100.0) > 2000
+        assert level(caller.last(1.0), 1100.0) < 500
+        assert level(caller.last(1.0), 1500.0) < 500
+        assert level(expert.last(1.0), 700.0) < 500
+        status, body = api(http, "POST", "/api/agents/bob/call/conference")
+        assert status == 200 and body["parties"] == 3, body
+        time.sleep(2.0)
+        for phone, own, others in ((caller, 700.0, (1100.0, 1500.0)),
+                                   (agent, 1100.0, (700.0, 1500.0)),
+                                   (expert, 1500.0, (700.0, 1100.0))):
+            heard = phone.last(1.0)
+            assert level(heard, own) < 500, (own, level(heard, own))
+            for f in others:
+                assert level(heard, f) > 1500, (own, f, level(heard, f))
+    finally:
+        for p in (agent, caller, expert):
+            p.stop()
+        assert stop_server(server) == 0
+
+
+def test_a_supervisor_whisper_is_heard_by_the_agent_only(tmp_path: Path) -> None:
+    server, http, agent, caller, _call = _bridged(tmp_path)
+    boss = Phone(server, "carol", "carol-pass", answer=True, freq=1900.0)
+    try:
+        boss.start()
+        assert api(http, "POST", "/api/agents/bob/call/monitor",
+                   {"supervisor": "bob", "mode": "whisper"})[0] == 403  # not a supervisor
+        status, body = api(http, "POST", "/api/agents/bob/call/monitor",
+                           {"supervisor": "carol", "mode": "whisper"})
+        assert status == 200, body
+        assert wait_for(lambda: "supervisor carol whisper" in server.log_text(), 10), \
+            server.log_text()[-3000:]
+        time.sleep(2.0)
+        assert level(agent.last(1.0), 1900.0) > 1500
+        assert level(caller.last(1.0), 1900.0) < 500
+        heard = boss.last(1.0)
+        assert level(heard, 700.0) > 1500 and level(heard, 1100.0) > 1500
+        # Barge: now the caller hears the supervisor too.
+        assert api(http, "POST", "/api/agents/bob/call/monitor",
+                   {"supervisor": "carol", "mode": "barge"})[0] == 200
+        time.sleep(1.5)
+        assert level(caller.last(1.0), 1900.0) > 1500
+    finally:
+        for p in (agent, caller, boss):
+            p.stop()
+        assert stop_server(server) == 0
+
+
+def test_a_callback_keeps_the_callers_place_and_calls_them_back_to_a_reserved_agent(
+    tmp_path: Path,
+) -> None:
+    citizen_port = free_port(("udp",))
+    server, http = _server(tmp_path, citizen=citizen_port)
+    agent = Phone(server, "bob", "builder", answer=True, freq=1100.0)
+    first = Phone(server, "alice", "wonderland", answer=False, freq=None)
+    citizen = Phone(server, "0412345678", "citizen-pass", answer=True, freq=None,
+                    sip_port=citizen_port)
+    try:
+        for phone in (agent, first, citizen):
+            phone.start()
+        assert wait_for(lambda: "agent bob: available/idle" in server.log_text())
+        busy = first.dial("queue")
+        assert wait_for(lambda: "bridged to agent bob" in server.log_text(), 15)
+        waiting = citizen.dial("queue")
+        # The citizen hears the offer, presses 1, hears the number read back, presses 1.
+        assert wait_for(lambda: api(http, "GET", "/api/queues")[1][0]["waiting"] == 1, 10)
+        time.sleep(2.0)
+        citizen.inject += keys("1")
+        time.sleep(2.0)
+        citizen.inject += keys("1")
+        assert wait_for(lambda: "callback cb-" in server.log_text(), 10), \
+            server.log_text()[-3000:]
+        assert wait_for(lambda: waiting.state == CallState.ENDED, 15)  # thanked, hung up
+        callbacks = api(http, "GET", "/api/callbacks")[1]
+        assert len(callbacks) == 1 and callbacks[0]["number"] == "•••••••678", callbacks
+        stored = (tmp_path / "var" / "callbacks.json").read_text()
+        assert "0412345678" in stored  # kept for the restart (mode 0600)
+        # The agent finishes the first call: they are reserved, rung, then the citizen.
+        citizen.freq = 700.0
+        busy.hangup()
+        assert wait_for(lambda: server.log_text().count("bridged to agent bob") == 2, 30), \
+            server.log_text()[-4000:]
+        time.sleep(2.5)
+        assert level(agent.last(1.0), 700.0) > 1500
+        assert level(citizen.last(1.0), 1100.0) > 1500
+        assert api(http, "GET", "/api/callbacks")[1] == []
+    finally:
+        for phone in (agent, first, citizen):
+            phone.stop()
         assert stop_server(server) == 0

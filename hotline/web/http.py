@@ -143,6 +143,17 @@ class EngineCollector(Collector):
             yield skipped
             yield _histogram("hotline_rtp_call_jitter_seconds",
                              "Each ended leg's highest interarrival jitter", engine.call_jitter)
+            jb = media.core.jitter_totals()
+            jitter = CounterMetricFamily("hotline_jitter_buffer", "Bridged legs' jitter "
+                                         "buffers: packets and frames by outcome",
+                                         labels=["what"])
+            for what in ("packets", "late", "duplicates", "overflows", "resyncs", "played",
+                         "concealed", "expanded"):
+                jitter.add_metric([what], float(jb[what]))
+            yield jitter
+        acd = engine.acd
+        if acd is not None:
+            yield from _acd_metrics(acd)
         for generation, hist in enumerate(engine.gc_stats.durations):
             yield _histogram(f"hotline_gc_gen{generation}_seconds",
                              f"Garbage collections of generation {generation}: how long", hist)
@@ -155,6 +166,40 @@ class EngineCollector(Collector):
         backlog = GaugeMetricFamily("hotline_outbox_backlog", "Messages waiting to be sent")
         backlog.add_metric([], float(bookings.pending))
         yield backlog
+
+
+def _acd_metrics(acd: Any) -> Iterator[Metric]:
+    """Queues, agents and the contact centre's counters."""
+    waiting = GaugeMetricFamily("hotline_queue_waiting", "Callers waiting in a queue",
+                                labels=["queue"])
+    ewt = GaugeMetricFamily("hotline_queue_expected_wait_seconds", "Erlang C expected wait "
+                            "for a caller arriving now (absent while unknown)", labels=["queue"])
+    longest = GaugeMetricFamily("hotline_queue_longest_wait_seconds", "Longest current wait",
+                                labels=["queue"])
+    callbacks = GaugeMetricFamily("hotline_queue_callbacks", "Callback requests in line",
+                                  labels=["queue"])
+    for q in acd.queues_view():
+        waiting.add_metric([q["name"]], float(q["waiting"]))
+        longest.add_metric([q["name"]], float(q["longest_wait"]))
+        callbacks.add_metric([q["name"]], float(q["callbacks"]))
+        if q["expected_wait"] is not None:
+            ewt.add_metric([q["name"]], float(q["expected_wait"]))
+    yield from (waiting, ewt, longest, callbacks)
+    agents = GaugeMetricFamily("hotline_agents", "Agents by status and state",
+                               labels=["status", "state"])
+    counts: dict[tuple[str, str], int] = {}
+    for agent in acd.router.agents.values():
+        key = (agent.status.value, agent.state.value)
+        counts[key] = counts.get(key, 0) + 1
+    for (status, state), n in sorted(counts.items()):
+        agents.add_metric([status, state], float(n))
+    yield agents
+    events = CounterMetricFamily("hotline_acd_events", "Contact-centre events (queued, "
+                                 "offers, bridged, overflows, callbacks, voicemails, ...)",
+                                 labels=["event"])
+    for name, n in sorted(acd.counters.items()):
+        events.add_metric([_label(name)], float(n))
+    yield events
 
 
 def _label(value: str) -> str:

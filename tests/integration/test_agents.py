@@ -197,6 +197,12 @@ def test_a_queued_caller_is_bridged_to_a_registered_agent_and_audio_flows_both_w
         assert level(heard_by_caller, 700.0) < 500
         status, view = api(http, "GET", "/api/agents/bob")
         assert status == 200 and view["state"] == "on_call", view
+        with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=5) as resp:
+            metrics = resp.read().decode()
+        assert 'hotline_agents{state="on_call",status="available"} 1.0' in metrics, metrics
+        assert 'hotline_acd_events_total{event="bridged"} 1.0' in metrics
+        assert 'hotline_queue_waiting{queue="help"} 0.0' in metrics
+        assert 'hotline_jitter_buffer_total{what="played"}' in metrics
         call.hangup()
         assert wait_for(lambda: "over (caller hung up)" in server.log_text()), \
             server.log_text()[-3000:]

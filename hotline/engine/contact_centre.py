@@ -139,6 +139,7 @@ class Bridge:
     consult: Call | None = None  # a third party the agent called (expert, URI)
     consult_expert: str | None = None
     consult_answered: bool = False
+    blind: bool = False  # the consult leg is a blind transfer's target
     others: list[Call] = field(default_factory=list)  # parties conferenced in
     supervisor: Call | None = None
     supervisor_id: str | None = None
@@ -838,7 +839,11 @@ class ContactCentre:
             self._route(CallbackAnswered(callback_id, bridge.id))
         elif role == CONSULT:
             bridge.consult_answered = True
-            self._consult_up(bridge)
+            if bridge.blind:
+                bridge.blind = False
+                self._transfer_to_consult(bridge)
+            else:
+                self._consult_up(bridge)
         elif role == SUPERVISOR:
             bridge.supervisor_answered = True
             self._supervise_up(bridge)
@@ -1030,9 +1035,20 @@ class ContactCentre:
             return
         if bridge.consult_expert is not None:
             self._route(ExpertCallEnded(bridge.consult_expert, call.call_id))
+        answered, blind = bridge.consult_answered, bridge.blind
         bridge.consult = None
         bridge.consult_expert = None
         bridge.consult_answered = False
+        bridge.blind = False
+        if blind and not answered and bridge.caller is not None and not bridge.ended:
+            # The transfer target did not answer: the caller goes back to the head of
+            # the queue rather than being left on hold.
+            log.info("call %s: transfer target did not answer: back to queue %s",
+                     bridge.id, bridge.queue)
+            bridge.agent_id = None
+            self._count("transfers_failed")
+            self._route(CallQueued(bridge.id, bridge.queue, 9, {}, frozenset(), bridge.number))
+            return
         if bridge.agent is not None and not bridge.ended:
             with contextlib.suppress(KeyError):
                 self.media.core.join(bridge.agent, bridge.conference)
@@ -1110,6 +1126,7 @@ class ContactCentre:
                             bridge.number, f"Hotline {bridge.queue}")
         bridge.consult = call
         bridge.consult_answered = False
+        bridge.blind = True
         self.legs[call] = (bridge, CONSULT)
         self._count("transfers_blind")
         log.info("call %s: blind transfer to %s", bridge.id, target)

@@ -396,3 +396,27 @@ def test_a_callback_keeps_the_callers_place_and_calls_them_back_to_a_reserved_ag
         for phone in (agent, first, citizen):
             phone.stop()
         assert stop_server(server) == 0
+
+
+def test_a_blind_transfer_from_the_api_hands_the_caller_to_another_phone(
+    tmp_path: Path,
+) -> None:
+    server, http, agent, caller, call = _bridged(tmp_path)
+    target = Phone(server, "dave", "dave-pass", answer=True, freq=1500.0)
+    try:
+        target.start()
+        status, body = api(http, "POST", "/api/agents/bob/call/transfer", {"to": "dave"})
+        assert status == 200, body
+        assert wait_for(lambda: "transferred to the consulted party" in server.log_text(), 10), \
+            server.log_text()[-3000:]
+        assert wait_for(lambda: agent.calls[0].state == CallState.ENDED, 5)  # the agent is free
+        time.sleep(2.0)
+        assert level(caller.last(1.0), 1500.0) > 1500
+        assert level(target.last(1.0), 700.0) > 1500
+        assert wait_for(lambda: api(http, "GET", "/api/agents/bob")[1]["state"] != "on_call", 5)
+        call.hangup()
+        assert wait_for(lambda: target.calls[0].state == CallState.ENDED, 5)
+    finally:
+        for p in (agent, caller, target):
+            p.stop()
+        assert stop_server(server) == 0

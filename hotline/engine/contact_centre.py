@@ -1229,8 +1229,19 @@ class ContactCentre:
         if recording is None:
             return
         path = self._file_for(self.recordings_dir, bridge.id)
-        self.media.save_recording(recording, path)
-        log.info("call %s: recording saved to %s", bridge.id, path)
+        self._saved(self.media.save_recording(recording, path), bridge.id, "recording", path)
+
+    def _saved(self, future: asyncio.Future[Any], call_id: str, what: str, path: Path) -> None:
+        def done(f: asyncio.Future[Any]) -> None:
+            if f.cancelled():
+                return
+            exc = f.exception()
+            if exc is not None:
+                log.error("call %s: cannot write the %s to %s: %s", call_id, what, path, exc)
+            else:
+                log.info("call %s: %s saved to %s", call_id, what, path)
+
+        future.add_done_callback(done)
 
     def _save_voicemail(self, bridge: Bridge, call: Call) -> None:
         with contextlib.suppress(KeyError):
@@ -1238,9 +1249,9 @@ class ContactCentre:
             if recording is not None:
                 path = self._file_for(self.voicemail_dir / (bridge.voicemail or "default"),
                                       bridge.id)
-                self.media.save_recording(recording, path)
+                self._saved(self.media.save_recording(recording, path), bridge.id,
+                            "voicemail", path)
                 self._count("voicemails")
-                log.info("call %s: voicemail saved to %s", bridge.id, path)
 
     def _file_for(self, folder: Path, call_id: str) -> Path:
         day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")

@@ -1457,8 +1457,10 @@ def _ntp_now() -> int:
 
 def _write_recording(recording: Recording, path: Path) -> Recording | None:
     """Encode and write a WAV file atomically: a temporary file in the same directory,
-    renamed over `path` once complete. Runs in an executor thread."""
+    renamed over `path` once complete (its directory made, mode 0700, if missing). Runs
+    in an executor thread."""
     data = recording_to_wav_bytes(recording)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:

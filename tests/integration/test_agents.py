@@ -35,7 +35,7 @@ acd:
       announce_first_seconds: 1
       announce_every_seconds: 30
       callback_key: "1"
-  experts:
+{queue_extra}  experts:
     - {{id: dave, name: Dave Expert, department: Pharmacy, uri: "sip:dave@hotline.test",
         skills: {{vaccine: 8}}}}
   ring_timeout_seconds: {ring}
@@ -110,8 +110,12 @@ class Phone:
         self._talk(call)
 
     def _talk(self, call: Any) -> None:
-        chunk = tone(self.freq, 0.02) if self.freq else bytes([128]) * 160
+        chunks: dict[float | None, bytes] = {None: bytes([128]) * 160}
         while call.state == CallState.ANSWERED and not self.stop_talking.is_set():
+            freq = self.freq
+            chunk = chunks.get(freq)
+            if chunk is None:
+                chunk = chunks[freq] = tone(freq, 0.02) if freq else chunks[None]
             if self.inject:
                 call.write_audio(bytes(self.inject[:160]))
                 del self.inject[:160]
@@ -153,7 +157,7 @@ def api(server_http: int, method: str, path: str, body: dict[str, Any] | None = 
 
 
 def _server(tmp: Path, *, logged_in: bool = True, ring: float = 15.0,
-            citizen: int = 5999) -> tuple[Server, int]:
+            citizen: int = 5999, queue_extra: str = "") -> tuple[Server, int]:
     import os
 
     http = free_port(("tcp",))
@@ -163,7 +167,7 @@ def _server(tmp: Path, *, logged_in: bool = True, ring: float = 15.0,
             tmp, registrar_extra="  allow_rfc2069: true\n", users_extra=USERS,
             default_flow="queue", http_enabled="true", http_port=http, drain=3.0,
             extra_yaml=ACD.format(logged_in="true" if logged_in else "false", ring=ring,
-                                  citizen=citizen),
+                                  citizen=citizen, queue_extra=queue_extra),
         )
     finally:
         del os.environ["HOTLINE_API_TOKEN"]
@@ -419,4 +423,39 @@ def test_a_blind_transfer_from_the_api_hands_the_caller_to_another_phone(
     finally:
         for p in (agent, caller, target):
             p.stop()
+        assert stop_server(server) == 0
+
+
+def test_after_the_longest_wait_the_caller_leaves_a_voicemail(tmp_path: Path) -> None:
+    import wave
+
+    server, _http = _server(tmp_path, queue_extra="      max_wait_seconds: 2\n"
+                                                 "      overflow: {voicemail: help}\n")
+    agent = Phone(server, "bob", "builder", answer=True, freq=1100.0)
+    first = Phone(server, "alice", "wonderland", answer=False, freq=None)
+    second = Phone(server, "dave", "dave-pass", answer=False, freq=None)
+    try:
+        for phone in (agent, first, second):
+            phone.start()
+        assert wait_for(lambda: "agent bob: available/idle" in server.log_text())
+        first.dial("queue")
+        assert wait_for(lambda: "bridged to agent bob" in server.log_text(), 15)
+        call = second.dial("queue")
+        assert wait_for(lambda: "to voicemail help" in server.log_text(), 10), \
+            server.log_text()[-3000:]
+        time.sleep(8.0)  # the greeting and the beep, then the message
+        second.freq = 700.0
+        time.sleep(2.5)
+        call.hangup()
+        assert wait_for(lambda: "voicemail saved to" in server.log_text(), 10), \
+            server.log_text()[-3000:]
+        files = list((tmp_path / "var" / "voicemail" / "help").rglob("*.wav"))
+        assert len(files) == 1
+        with wave.open(str(files[0])) as w:
+            assert w.getframerate() == 8000
+            audio = np.frombuffer(w.readframes(w.getnframes()), np.int16)
+        assert level(audio[-12000:], 700.0) > 1500  # the caller's message is in it
+    finally:
+        for phone in (agent, first, second):
+            phone.stop()
         assert stop_server(server) == 0

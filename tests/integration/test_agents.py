@@ -40,6 +40,7 @@ acd:
         skills: {{vaccine: 8}}}}
   ring_timeout_seconds: {ring}
   wrap_up_seconds: 1
+  record_calls: {record}
   callback_uri: "sip:{{number}}@127.0.0.1:{citizen}"
 """
 USERS = """    - {username: carol, password: carol-pass}
@@ -157,7 +158,8 @@ def api(server_http: int, method: str, path: str, body: dict[str, Any] | None = 
 
 
 def _server(tmp: Path, *, logged_in: bool = True, ring: float = 15.0,
-            citizen: int = 5999, queue_extra: str = "") -> tuple[Server, int]:
+            citizen: int = 5999, queue_extra: str = "",
+            record: bool = False) -> tuple[Server, int]:
     import os
 
     http = free_port(("tcp",))
@@ -167,7 +169,8 @@ def _server(tmp: Path, *, logged_in: bool = True, ring: float = 15.0,
             tmp, registrar_extra="  allow_rfc2069: true\n", users_extra=USERS,
             default_flow="queue", http_enabled="true", http_port=http, drain=3.0,
             extra_yaml=ACD.format(logged_in="true" if logged_in else "false", ring=ring,
-                                  citizen=citizen, queue_extra=queue_extra),
+                                  citizen=citizen, queue_extra=queue_extra,
+                                  record="true" if record else "false"),
         )
     finally:
         del os.environ["HOTLINE_API_TOKEN"]
@@ -281,8 +284,8 @@ def test_no_answer_puts_the_agent_on_break_and_the_caller_keeps_their_place(
         assert stop_server(server) == 0
 
 
-def _bridged(tmp_path: Path) -> tuple[Server, int, Phone, Phone, Any]:
-    server, http = _server(tmp_path)
+def _bridged(tmp_path: Path, **kw: Any) -> tuple[Server, int, Phone, Phone, Any]:
+    server, http = _server(tmp_path, **kw)
     agent = Phone(server, "bob", "builder", answer=True, freq=1100.0)
     caller = Phone(server, "alice", "wonderland", answer=False, freq=700.0)
     agent.start()
@@ -458,4 +461,40 @@ def test_after_the_longest_wait_the_caller_leaves_a_voicemail(tmp_path: Path) ->
     finally:
         for phone in (agent, first, second):
             phone.stop()
+        assert stop_server(server) == 0
+
+
+def test_a_bridged_call_is_recorded_in_stereo_and_the_pause_leaves_silence(
+    tmp_path: Path,
+) -> None:
+    import wave
+
+    server, http, agent, caller, call = _bridged(tmp_path, record=True)
+    try:
+        time.sleep(2.0)
+        status, body = api(http, "POST", "/api/agents/bob/call/recording", {"paused": True})
+        assert status == 200 and body["recording_paused"] is True, body
+        time.sleep(2.0)
+        assert api(http, "POST", "/api/agents/bob/call/recording", {"paused": False})[0] == 200
+        time.sleep(2.0)
+        call.hangup()
+        assert wait_for(lambda: "recording saved to" in server.log_text(), 10), \
+            server.log_text()[-3000:]
+        (path,) = list((tmp_path / "var" / "recordings").rglob("*.wav"))
+        with wave.open(str(path)) as w:
+            assert (w.getnchannels(), w.getframerate()) == (2, 8000)
+            audio = np.frombuffer(w.readframes(w.getnframes()), np.int16).reshape(-1, 2)
+        caller_side, agent_side = audio[:, 0], audio[:, 1]
+        first = slice(4000, 12000)  # the first second after the bridge
+        assert level(caller_side[first], 700.0) > 1500  # the caller's own channel
+        assert level(agent_side[first], 1100.0) > 1500  # what the caller heard: the agent
+        assert level(caller_side[first], 1100.0) < 500
+        # Somewhere in the middle two seconds are silent on both channels: the pause.
+        blocks = np.abs(audio[: audio.shape[0] // 800 * 800]).reshape(-1, 800, 2).max(axis=(1, 2))
+        silent = np.flatnonzero(blocks == 0)
+        assert silent.size >= 15, silent  # ≥ 1.5 s of 0.1 s blocks with nothing at all
+        assert level(caller_side[-12000:-4000], 700.0) > 1500  # recording again after it
+    finally:
+        agent.stop()
+        caller.stop()
         assert stop_server(server) == 0

@@ -110,6 +110,11 @@ QueueResult = tuple[str, dict[str, Any]]
 VOICEMAIL_SECONDS = 120.0
 CALLBACK_RING_SECONDS = 40.0
 _SAFE_NUMBER = re.compile(r"^\+?[0-9]{3,15}$")
+# Ringback while a transfer rings (Australian cadence: 400+450 Hz, 0.4 on 0.2 off 0.4 on 2 off).
+_RING = tones.dual_tone(400.0, 450.0, 3200, -19.0, -19.0)
+RINGBACK: Int16Array = np.concatenate([_RING, np.zeros(1600, np.int16), _RING,
+                                       np.zeros(16000, np.int16)])
+RINGBACK.setflags(write=False)
 
 
 class ApiError(Exception):
@@ -477,6 +482,62 @@ class ContactCentre:
                                caller_number))
         self.flush()
         return future
+
+    def transfer_call(self, call: Call, to: str, caller_number: str
+                      ) -> asyncio.Future[QueueResult]:
+        """A flow's `transfer` step: call `to` (a SIP URI, or a registered user) and
+        bridge the caller to it. The future gives "ok" once it answered (the bridge owns
+        the call from then on) or "failed" (with the SIP status) — the step's `failed`.
+        The caller hears ringback meanwhile."""
+        future: asyncio.Future[QueueResult] = self.loop.create_future()
+        bridge = Bridge(id=call.call_id, caller=call, queue="", language="en",
+                        number=caller_number, future=future)
+        try:
+            target, peer = self._target(to)
+        except ApiError as exc:
+            log.info("call %s: cannot transfer to %r: %s", call.call_id, to, exc.message)
+            future.set_result(("failed", {"reason": exc.message}))
+            return future
+        self.bridges[bridge.id] = bridge
+        self.legs[call] = (bridge, CALLER)
+        with contextlib.suppress(KeyError, ValueError):
+            self.media.play(call, RINGBACK, tag=("acd", "music"), loop=True)
+            bridge.music = True
+        leg = self._invite(target, peer, [("X-Hotline-Call", bridge.id),
+                                          ("X-Hotline-Transfer", "flow")],
+                           caller_number, "Hotline")
+        bridge.consult = leg
+        bridge.blind = True
+        self.legs[leg] = (bridge, CONSULT)
+        self._count("transfers_flow")
+        log.info("call %s: flow transfers to %s", bridge.id, target)
+        self.flush()
+        return future
+
+    def _target(self, to: str) -> tuple[str, Peer | None]:
+        """Where to call `to`: a registered user's contact, or the SIP URI itself."""
+        if not to.startswith(("sip:", "sips:")):
+            contact = self._contact(to)
+            if contact is None:
+                raise ApiError(404, f"{to!r} is not a SIP URI nor a registered user")
+            return contact
+        try:
+            parsed = parse_uri(to, "to")
+        except Exception as exc:
+            raise ApiError(400, f"not a SIP URI: {to!r}: {exc}") from None
+        if not isinstance(parsed, SipURI):
+            raise ApiError(400, f"not a SIP URI: {to!r}")
+        if parsed.user and parsed.host_bare == self.domain:
+            # One of ours: only where they registered (the domain itself names no host).
+            contact = self._contact(parsed.user)
+            if contact is None:
+                raise ApiError(480, f"{parsed.user} is not registered")
+            return contact
+        if parsed.user and parsed.host_bare in ("127.0.0.1", "localhost", "::1"):
+            contact = self._contact(parsed.user)
+            if contact is not None:
+                return contact
+        return to, None
 
     def _callback_possible(self, bridge: Bridge) -> bool:
         return (self.callback_uri is not None and bridge.callback_key is not None
@@ -986,7 +1047,6 @@ class ContactCentre:
         bridge = self._bridge_of_agent(agent_id)
         if bridge.consult is not None:
             raise ApiError(409, f"agent {agent_id} is already consulting")
-        target_peer: Peer | None = None
         if expert is not None:
             try:
                 view = self.router.directory.view(expert)
@@ -998,16 +1058,9 @@ class ContactCentre:
         else:
             raise ApiError(400, "consult needs an expert or a uri")
         try:
-            parsed = parse_uri(target, "uri")
-        except Exception as exc:
-            raise ApiError(400, f"not a SIP URI: {target!r}: {exc}") from None
-        if not isinstance(parsed, SipURI):
-            raise ApiError(400, f"not a SIP URI: {target!r}")
-        if parsed.user and (parsed.host_bare == self.domain or parsed.host_bare in (
-                "127.0.0.1", "localhost")):
-            contact = self._contact(parsed.user)
-            if contact is not None:
-                target, target_peer = contact
+            target, target_peer = self._target(target)
+        except ApiError as exc:
+            raise ApiError(409 if exc.status == 480 else exc.status, exc.message) from None
         self._set_hold(bridge, True)
         call = self._invite(target, target_peer,
                             [("X-Hotline-Call", bridge.id), ("X-Hotline-Consult", agent_id)],
@@ -1040,6 +1093,14 @@ class ContactCentre:
         bridge.consult_expert = None
         bridge.consult_answered = False
         bridge.blind = False
+        if blind and not answered and bridge.queue == "" and bridge.caller is not None:
+            # A flow's transfer that failed: the flow goes on with the caller.
+            self._stop(bridge.caller)
+            self.bridges.pop(bridge.id, None)
+            self.legs.pop(bridge.caller, None)
+            if bridge.future is not None and not bridge.future.done():
+                bridge.future.set_result(("failed", {}))
+            return
         if blind and not answered and bridge.caller is not None and not bridge.ended:
             # The transfer target did not answer: the caller goes back to the head of
             # the queue rather than being left on hold.
@@ -1098,28 +1159,19 @@ class ContactCentre:
         bridge.others.append(third)
         self.legs[third] = (bridge, OTHER)
         self._set_hold(bridge, False)
+        assert bridge.caller is not None
+        self._stop(bridge.caller)
+        bridge.music = False
+        self._stop(third)
+        self.media.core.join(bridge.caller, bridge.conference)
         self.media.core.join(third, bridge.conference)
-        self._count("transfers_attended")
+        self._count("transfers_completed")
         log.info("call %s: transferred to the consulted party", bridge.id)
+        if bridge.future is not None and not bridge.future.done():
+            bridge.future.set_result(("ok", {}))
 
     def _blind_transfer(self, bridge: Bridge, to: str) -> None:
-        target, peer = to, None
-        if not to.startswith(("sip:", "sips:")):
-            contact = self._contact(to)
-            if contact is None:
-                raise ApiError(404, f"{to!r} is not a SIP URI nor a registered user")
-            target, peer = contact
-        try:
-            parsed = parse_uri(target, "to")
-        except Exception as exc:
-            raise ApiError(400, f"not a SIP URI: {to!r}: {exc}") from None
-        if not isinstance(parsed, SipURI):
-            raise ApiError(400, f"not a SIP URI: {to!r}")
-        if parsed.user and parsed.host_bare in (self.domain, "127.0.0.1", "localhost") and \
-                peer is None:
-            contact = self._contact(parsed.user)
-            if contact is not None:
-                target, peer = contact
+        target, peer = self._target(to)
         self._set_hold(bridge, True)
         call = self._invite(target, peer, [("X-Hotline-Call", bridge.id),
                                            ("X-Hotline-Transfer", "blind")],

@@ -3,11 +3,10 @@
 Owns, per answered call, its `hotline.ivr.interpreter.Session` and the execution of the
 actions it returns: `Play` → the media loop's play queue (prompt samples rendered once
 per action), `StopPlayback` → barge-in, `ServiceRequest` → an asyncio task (webhooks
-over aiohttp with timeout, retries and backoff; booking, queue and transfer services
-over `hotline.engine.bookings`; queue and transfer join as their issues land and until
-then answer `unavailable`, which takes the flow's `failed` branch), `Hangup` → a BYE with the flow's X- headers. Digits from RFC 4733,
-in-band detection and SIP INFO, play completions from the tick, and the sessions'
-deadlines (one heap, one loop timer for all calls) are fed back as events. When a call
+over aiohttp with timeout, retries and backoff; bookings over `hotline.engine.bookings`;
+queue and transfer over the engine's contact centre), `Hangup` → a BYE with the flow's
+X- headers. Digits from RFC 4733, in-band detection and SIP INFO, play completions from
+the tick, and the sessions' deadlines (one heap, one loop timer for all calls) are fed back as events. When a call
 ends its trace (JSON lines, sensitive values masked by the session) is written off the
 event loop.
 
@@ -42,6 +41,8 @@ BookingFn = Callable[[str, Mapping[str, Any], str, str], Awaitable[tuple[str, di
 # (call key, queue, args, sensitive names, caller number) → (outcome, data), when it ends
 QueueFn = Callable[[Hashable, str, Mapping[str, Any], frozenset[str], str],
                    Awaitable[tuple[str, dict[str, Any]]]]
+# (call key, target, caller number) → ("ok" once bridged, or "failed", data)
+TransferFn = Callable[[Hashable, str, str], Awaitable[tuple[str, dict[str, Any]]]]
 WEBHOOK_BACKOFF = 0.5  # seconds before the first retry; doubles
 MAX_WEBHOOK_BYTES = 1 << 20
 
@@ -73,6 +74,7 @@ class IvrCalls:
         closures: set[str],
         booking: BookingFn | None = None,
         queue: QueueFn | None = None,
+        transfer: TransferFn | None = None,
     ) -> None:
         self.loop = loop
         self.flows = flows
@@ -83,6 +85,7 @@ class IvrCalls:
         self.closures = closures
         self.booking = booking
         self.queue = queue
+        self.transfer = transfer
         self.calls: dict[Hashable, IvrCall] = {}
         self._deadlines: list[tuple[float, int, Hashable]] = []
         self._order = itertools.count()
@@ -241,6 +244,15 @@ class IvrCalls:
             except Exception:
                 log.exception("call %s: queue %s failed", state.call_id, request.name)
                 outcome, data = "error", {}
+        elif request.kind == "transfer" and self.transfer is not None:
+            caller = str(state.session.variables.get("caller.number") or "")
+            try:
+                outcome, data = await self.transfer(state.key, str(request.args["to"]), caller)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("call %s: transfer failed", state.call_id)
+                outcome, data = "failed", {}
         else:
             log.warning("call %s: %s service %r is not available on this engine yet",
                         state.call_id, request.kind, request.name)

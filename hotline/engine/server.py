@@ -179,6 +179,7 @@ class Engine:
             closures=self.closures,
             booking=self.bookings.handle,
             queue=self._queue_service,
+            transfer=self._transfer_service,
         )
         if cfg.ivr.reload_check_seconds > 0:
             self._reload_task = self.loop.create_task(self._watch_flows())
@@ -433,6 +434,13 @@ class Engine:
         if not isinstance(key, Call):
             raise TypeError("a queued call is a SIP call")
         return self.acd.enqueue(key, name, args, sensitive, caller)
+
+    def _transfer_service(self, key: object, to: str, caller: str
+                          ) -> asyncio.Future[tuple[str, dict[str, Any]]]:
+        assert self.acd is not None
+        if not isinstance(key, Call):
+            raise TypeError("a transferred call is a SIP call")
+        return self.acd.transfer_call(key, to, caller)
 
     def _arm(self, at: float | None) -> None:
         assert self.loop is not None

@@ -498,3 +498,32 @@ def test_a_bridged_call_is_recorded_in_stereo_and_the_pause_leaves_silence(
         agent.stop()
         caller.stop()
         assert stop_server(server) == 0
+
+
+def test_a_flows_transfer_step_bridges_the_caller_or_takes_its_failed_branch(
+    tmp_path: Path,
+) -> None:
+    server, _http = _server(tmp_path)
+    caller = Phone(server, "alice", "wonderland", answer=False, freq=700.0)
+    target = Phone(server, "dave", "dave-pass", answer=True, freq=1500.0)
+    try:
+        caller.start()
+        # dave is not registered yet: the transfer fails and the flow says goodbye.
+        first = caller.phone.call("transfer")
+        assert wait_for(lambda: "flow transfer ended: transfer_failed" in server.log_text(), 10), \
+            server.log_text()[-3000:]
+        assert wait_for(lambda: first.state == CallState.ENDED, 5)
+        target.start()
+        call = caller.dial("transfer")
+        assert wait_for(lambda: "transferred to the consulted party" in server.log_text(), 10), \
+            server.log_text()[-3000:]
+        time.sleep(2.0)
+        assert level(caller.last(1.0), 1500.0) > 1500
+        assert level(target.last(1.0), 700.0) > 1500
+        call.hangup()
+        assert wait_for(lambda: target.calls[0].state == CallState.ENDED, 5)
+        assert "flow transfer ended: transferred" in server.log_text()
+    finally:
+        caller.stop()
+        target.stop()
+        assert stop_server(server) == 0

@@ -831,6 +831,15 @@ class QueueSettings(_Model):
     min_samples: Annotated[int, Strict(), Field(ge=1, le=10000)] = 10
     sensitive: tuple[AcdName, ...] = ()
 
+    @model_validator(mode="after")
+    def _wait_and_overflow(self) -> QueueSettings:
+        if (self.max_wait_seconds is None) != (self.overflow is None):
+            given = "max_wait_seconds" if self.overflow is None else "overflow"
+            missing = "overflow" if self.overflow is None else "max_wait_seconds"
+            raise ValueError(f"expected {missing} too: {given} says what happens after the "
+                             f"longest wait, and needs it")
+        return self
+
 
 class AgentSettings(_Model):
     """An agent: a registrar user (`id` is the username) with skills 1-10."""

@@ -47,6 +47,7 @@ sysdeps:
 	$(call apt_install,command -v sipp >/dev/null 2>&1 || missing="$$missing sip-tester"; \
 	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
 	command -v dot >/dev/null 2>&1 || missing="$$missing graphviz"; \
+	command -v baresip >/dev/null 2>&1 || missing="$$missing baresip-core"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql";)
 
 run: $(STAMP)

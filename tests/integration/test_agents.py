@@ -159,14 +159,18 @@ def api(server_http: int, method: str, path: str, body: dict[str, Any] | None = 
 
 def _server(tmp: Path, *, logged_in: bool = True, ring: float = 15.0,
             citizen: int = 5999, queue_extra: str = "",
-            record: bool = False) -> tuple[Server, int]:
+            record: bool = False, md5_only: bool = False) -> tuple[Server, int]:
+    """An engine for these tests; `md5_only` for baresip 1.0, which fails a challenge
+    that offers any other algorithm."""
     import os
 
     http = free_port(("tcp",))
     os.environ["HOTLINE_API_TOKEN"] = TOKEN
     try:
         server = start_server(
-            tmp, registrar_extra="  allow_rfc2069: true\n", users_extra=USERS,
+            tmp, users_extra=USERS,
+            registrar_extra="  allow_rfc2069: true\n" + ("  algorithms: [MD5]\n" if md5_only
+                                                          else ""),
             default_flow="queue", http_enabled="true", http_port=http, drain=3.0,
             extra_yaml=ACD.format(logged_in="true" if logged_in else "false", ring=ring,
                                   citizen=citizen, queue_extra=queue_extra,

@@ -882,6 +882,10 @@ class AcdSettings(_Model):
     callback_retry_seconds: Annotated[float, Strict(), AllowInfNan(False),
                                       Field(gt=0, le=86400)] = 300.0
     record_calls: Bool = False
+    # SUBSCRIBE to the presence of experts whose URI is outside sip.domain (an enterprise
+    # phone system's presence server); experts at our domain are fed by PUBLISH and their
+    # registrations.
+    watch_expert_presence: Bool = False
     callback_uri: Annotated[str, Strict(), Field(
         pattern=r"^sips?:[^\s]*\{number\}[^\s]*$", max_length=256)] | None = None
 

@@ -46,7 +46,7 @@ from hotline.acd.agents import (
     parse_star_code,
 )
 from hotline.acd.callbacks import CallbackFailure, CallbackPolicy
-from hotline.acd.errors import AcdError, StarCodeError
+from hotline.acd.errors import AcdError, PidfError, StarCodeError
 from hotline.acd.presence import (
     Expert,
     ExpertCallEnded,
@@ -54,7 +54,9 @@ from hotline.acd.presence import (
     ExpertRegistration,
     ExpertStatusSet,
     PresenceChanged,
+    PresencePublished,
     PresenceStatus,
+    parse_pidf,
 )
 from hotline.acd.queues import (
     EscalationStep,
@@ -100,6 +102,7 @@ from hotline.media import tones
 from hotline.media.prompts import PromptCache, PromptError
 from hotline.sip.addr import Peer
 from hotline.sip.endpoint import Call, CallState, Endpoint, EndReason, ReferReceived
+from hotline.sip.events import Subscription
 from hotline.sip.registrar import Registrar, RegistrationChanged
 from hotline.sip.uri import SipURI, parse_uri
 
@@ -357,6 +360,7 @@ class ContactCentre:
             self._command_done(action)
         elif isinstance(action, PresenceChanged):
             log.info("expert %s presence: %s", action.expert_id, action.status.value)
+            self._notify_watchers(action.expert_id)
 
     # -- audio ----------------------------------------------------------------------------------
 
@@ -850,6 +854,86 @@ class ContactCentre:
         log.info("agent %s: %s %s%s", action.agent_id, type(action.command).__name__.lower(),
                  "accepted" if action.accepted else "refused",
                  f" ({action.detail})" if action.detail else "")
+
+    # -- presence (RFC 3856/3903: PUBLISH in, SUBSCRIBE in and out) ----------------------------------
+
+    def _expert_for(self, entity: str) -> str | None:
+        """The expert a presentity (``sip:user@host``) is, by their own URI or by user at
+        our domain."""
+        directory = self.router.directory
+        expert = directory.find_by_uri(entity)
+        if expert is None:
+            user = entity.split(":", 1)[-1].split("@", 1)[0]
+            expert = directory.find_by_uri(f"sip:{user}@{self.domain}")
+        return expert.id if expert is not None else None
+
+    def on_presence_published(self, entity: str, body: bytes | None,
+                              expires_at: float | None) -> None:
+        """A PUBLISH (or its removal: body None) for `entity`."""
+        expert_id = self._expert_for(entity)
+        if expert_id is None:
+            log.info("presence published for %s, who is not in the directory", entity)
+            return
+        document = None
+        if body is not None:
+            try:
+                document = parse_pidf(body)
+            except PidfError as exc:
+                log.info("presence for %s ignored: %s", entity, exc)
+                return
+        self._route(PresencePublished(expert_id, document, expires_at))
+        self.flush()
+
+    def on_subscription(self, subscription: Subscription) -> None:
+        """A watcher subscribed to `subscription.entity`: the first NOTIFY at once."""
+        expert_id = self._expert_for(subscription.entity)
+        now = self.loop.time()
+        if expert_id is None:
+            self.ep.notify(subscription, None, now, terminate="noresource")
+        else:
+            self.ep.notify(subscription, self.router.directory.pidf(expert_id), now)
+        self.flush()
+
+    def _notify_watchers(self, expert_id: str) -> None:
+        expert = self.router.directory.view(expert_id).expert
+        user = expert.uri.split(":", 1)[-1].split("@", 1)[0]
+        body = self.router.directory.pidf(expert_id)
+        now = self.loop.time()
+        for entity in {expert.uri.split(";", 1)[0].lower(), f"sip:{user}@{self.domain}"}:
+            for watcher in self.ep.watchers(entity):
+                self.ep.notify(watcher, body, now)
+
+    def watch_experts(self) -> int:
+        """Subscribe to the presence of every expert outside our domain (an enterprise
+        phone system's presence server answers); their NOTIFYs feed the directory."""
+        count = 0
+        now = self.loop.time()
+        for view in self.router.directory.experts():
+            uri = view.expert.uri
+            host = uri.split("@", 1)[-1].split(";", 1)[0].split(":", 1)[0].lower()
+            if host == self.domain.lower():
+                continue
+            try:
+                self.ep.subscribe(uri, now, app=view.expert.id)
+            except ValueError as exc:
+                log.warning("cannot watch %s's presence at %s: %s", view.expert.id, uri, exc)
+                continue
+            count += 1
+        self.flush()
+        return count
+
+    def on_presence_notified(self, subscription: Subscription, body: bytes) -> None:
+        """A NOTIFY of one of our subscriptions (`watch_experts`)."""
+        expert_id = subscription.app if isinstance(subscription.app, str) else None
+        if expert_id is None:
+            return
+        try:
+            document = parse_pidf(body)
+        except PidfError as exc:
+            log.info("presence NOTIFY for %s ignored: %s", expert_id, exc)
+            return
+        self._route(PresencePublished(expert_id, document, subscription.expires_at))
+        self.flush()
 
     # -- registrations --------------------------------------------------------------------------
 

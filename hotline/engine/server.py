@@ -46,11 +46,16 @@ from hotline.sip.endpoint import (
     Event,
     OutboundAnswered,
     OutboundProgress,
+    PresenceNotified,
+    PresencePublished,
+    PresenceRemoved,
     ReferReceived,
     Registered,
     SessionModified,
+    SubscriptionRequested,
 )
 from hotline.sip.errors import FramingError, ParseError
+from hotline.sip.events import PresencePolicy
 from hotline.sip.headers import parse_address
 from hotline.sip.ratelimit import RateLimiter
 from hotline.sip.registrar import Registrar, RegistrarPolicy
@@ -158,6 +163,8 @@ class Engine:
             ),
             random_bytes=os.urandom,
             registrar=registrar,
+            presence=PresencePolicy(check_body=_pidf_problem),
+            publish_auth=registrar.authenticator,
         )
         self.media = MediaLoop(
             self.loop, cfg.sip.listen[0].host, on_digit=self._on_digit,
@@ -172,6 +179,8 @@ class Engine:
             repository=self.callbacks, callback_uri=cfg.acd.callback_uri,
         )
         self.loop.run_in_executor(None, self.acd.prepare)
+        if cfg.acd.watch_expert_presence:
+            self.acd.watch_experts()
         self.ivr = IvrCalls(
             self.loop, self.flows, media=self.media, hangup=self._flow_hangup,
             timezone=cfg.ivr.timezone,
@@ -264,6 +273,8 @@ class Engine:
         ep = self.endpoint
         assert ep is not None and self.loop is not None
         ep.start_drain()
+        if ep.end_subscriptions(self.loop.time()):  # watchers hear "terminated" now
+            self._after_input()
         log.info("draining: %d calls in progress, up to %.0f s",
                  ep.active_calls, self.config.limits.drain_seconds)
         deadline = self.loop.time() + self.config.limits.drain_seconds
@@ -556,6 +567,20 @@ class Engine:
             log.info("registration %s: %d contact(s)", ev.change.aor, len(ev.change.contacts))
             if self.acd is not None:
                 self.acd.on_registration(ev.change)
+        elif isinstance(ev, PresencePublished):
+            if self.acd is not None:
+                self.acd.on_presence_published(ev.entity, ev.body, ev.expires)
+        elif isinstance(ev, PresenceRemoved):
+            if self.acd is not None:
+                self.acd.on_presence_published(ev.entity, None, None)
+        elif isinstance(ev, SubscriptionRequested):
+            if self.acd is not None:
+                self.acd.on_subscription(ev.subscription)
+            else:
+                ep.notify(ev.subscription, None, now, terminate="noresource")
+        elif isinstance(ev, PresenceNotified):
+            if self.acd is not None and ev.body:
+                self.acd.on_presence_notified(ev.subscription, ev.body)
         elif isinstance(ev, OutboundProgress):
             if self.acd is not None:
                 self.acd.on_progress(ev.call, ev.status)
@@ -655,6 +680,18 @@ class Engine:
                  self.config.rtp.inactivity_timeout_seconds)
         ep.hangup(call, self._now())
         self._after_input()
+
+
+def _pidf_problem(body: bytes) -> str | None:
+    """Why a published PIDF document is refused (None: it is a good one)."""
+    from hotline.acd.errors import PidfError
+    from hotline.acd.presence import parse_pidf
+
+    try:
+        parse_pidf(body)
+    except PidfError as exc:
+        return str(exc)[:200]
+    return None
 
 
 def _shown(digit: str) -> str:

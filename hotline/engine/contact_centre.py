@@ -148,6 +148,7 @@ class Bridge:
     consult_expert: str | None = None
     consult_answered: bool = False
     blind: bool = False  # the consult leg is a blind transfer's target
+    refer_to: str | None = None  # a REFER sent to the caller's side, to this URI
     others: list[Call] = field(default_factory=list)  # parties conferenced in
     supervisor: Call | None = None
     supervisor_id: str | None = None
@@ -1216,11 +1217,25 @@ class ContactCentre:
         log.info("call %s: conference of %d", bridge.id, 2 + len(bridge.others))
         return {"call": bridge.id, "parties": 2 + len(bridge.others)}
 
-    def transfer(self, agent_id: str, to: str | None = None) -> dict[str, Any]:
+    def transfer(self, agent_id: str, to: str | None = None, *,
+                 refer: bool = False) -> dict[str, Any]:
         """Attended (no `to`: the consulted party takes the caller) or blind (`to`: a
-        SIP URI or a registered user, called now; the agent leaves at once)."""
+        SIP URI or a registered user, called now; the agent leaves at once). With
+        `refer`, the caller's own phone is asked to call `to` (REFER, RFC 3515); if it
+        refuses or the call fails, the engine calls `to` itself."""
         bridge = self._bridge_of_agent(agent_id)
-        if to is None:
+        if refer:
+            if to is None or not to.startswith(("sip:", "sips:")):
+                raise ApiError(400, "a transfer by REFER needs a SIP URI in 'to'")
+            if bridge.caller is None or bridge.caller.state is not CallState.CONFIRMED:
+                raise ApiError(409, f"call {bridge.id}: the caller's leg cannot take a REFER")
+            self.ep.refer(bridge.caller, to, self.loop.time(),
+                          referred_by=f"<sip:{agent_id}@{self.domain}>")
+            bridge.refer_to = to
+            self._set_hold(bridge, True)
+            self._count("transfers_refer")
+            log.info("call %s: REFER to %s sent to the caller's side", bridge.id, to)
+        elif to is None:
             if bridge.consult is None or not bridge.consult_answered:
                 raise ApiError(409, f"agent {agent_id} has no answered consult to transfer to")
             self._transfer_to_consult(bridge)
@@ -1266,6 +1281,50 @@ class ContactCentre:
         self.legs[call] = (bridge, CONSULT)
         self._count("transfers_blind")
         log.info("call %s: blind transfer to %s", bridge.id, target)
+
+    def on_refer_answered(self, call: Call, status: int) -> None:
+        """The caller's side answered our REFER: 2xx — it will call; else we do."""
+        bridge = self._bridge_of_caller(call)
+        if bridge is None or bridge.refer_to is None:
+            return
+        if status >= 300:
+            log.info("call %s: REFER refused (%d): calling %s ourselves", bridge.id, status,
+                     bridge.refer_to)
+            self._refer_failed(bridge)
+        self.flush()
+
+    def on_refer_progress(self, call: Call, status: int, final: bool) -> None:
+        """A NOTIFY about our REFER: a final 2xx means the caller is with the target."""
+        bridge = self._bridge_of_caller(call)
+        if bridge is None or bridge.refer_to is None or not final:
+            return
+        if 200 <= status < 300:
+            log.info("call %s: the caller's side reached %s: transferred", bridge.id,
+                     bridge.refer_to)
+            bridge.refer_to = None
+            self._count("transfers_completed")
+            self._hangup(call, [("X-Hotline-Result", "transferred")])
+        else:
+            log.info("call %s: the caller's side could not reach %s (%d): calling it "
+                     "ourselves", bridge.id, bridge.refer_to, status)
+            self._refer_failed(bridge)
+        self.flush()
+
+    def _refer_failed(self, bridge: Bridge) -> None:
+        to, bridge.refer_to = bridge.refer_to, None
+        assert to is not None
+        try:
+            self._blind_transfer(bridge, to)
+        except ApiError as exc:
+            log.info("call %s: cannot transfer to %s: %s; back to the queue", bridge.id, to,
+                     exc.message)
+            self._route(CallQueued(bridge.id, bridge.queue, 9, {}, frozenset(), bridge.number))
+
+    def _bridge_of_caller(self, call: Call) -> Bridge | None:
+        entry = self.legs.get(call)
+        if entry is None or entry[1] != CALLER:
+            return None
+        return entry[0]
 
     def on_refer(self, event: ReferReceived) -> bool:
         """A REFER from an agent's phone (its transfer key): a blind transfer of the

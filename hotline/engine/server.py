@@ -49,6 +49,8 @@ from hotline.sip.endpoint import (
     PresenceNotified,
     PresencePublished,
     PresenceRemoved,
+    ReferAnswered,
+    ReferProgress,
     ReferReceived,
     Registered,
     SessionModified,
@@ -581,6 +583,12 @@ class Engine:
         elif isinstance(ev, PresenceNotified):
             if self.acd is not None and ev.body:
                 self.acd.on_presence_notified(ev.subscription, ev.body)
+        elif isinstance(ev, ReferAnswered):
+            if self.acd is not None:
+                self.acd.on_refer_answered(ev.call, ev.status)
+        elif isinstance(ev, ReferProgress):
+            if self.acd is not None:
+                self.acd.on_refer_progress(ev.call, ev.status, ev.final)
         elif isinstance(ev, OutboundProgress):
             if self.acd is not None:
                 self.acd.on_progress(ev.call, ev.status)

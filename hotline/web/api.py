@@ -131,7 +131,11 @@ def add_routes(app: web.Application, acd: Callable[[], ContactCentre | None],
         if action == "conference":
             return c.conference(agent_id)
         if action == "transfer":
-            return c.transfer(agent_id, _text(body, "to"))
+            method = body.get("method", "engine")
+            if method not in ("engine", "refer"):
+                raise ValueError("'method' must be 'engine' (the engine calls the target) "
+                                 "or 'refer' (the caller's phone is asked to)")
+            return c.transfer(agent_id, _text(body, "to"), refer=method == "refer")
         if action == "recording":
             paused = body.get("paused")
             if not isinstance(paused, bool):

@@ -85,3 +85,42 @@ def test_a_baresip_agent_logs_in_answers_holds_and_transfers_by_refer(tmp_path: 
         caller.stop()
         target.stop()
         assert stop_server(server) == 0
+
+
+def test_an_api_transfer_by_refer_sends_the_callers_own_phone_to_the_target(
+    tmp_path: Path,
+) -> None:
+    """REFER out (RFC 3515): the caller's phone (baresip) is asked to call the target (a
+    baresip reached directly); once its NOTIFY says 200 the engine leaves the call."""
+    (tmp_path / "engine").mkdir()
+    server, http = _server(tmp_path / "engine", md5_only=True)
+    agent = Phone(server, "bob", "builder", answer=True, freq=1100.0)
+    caller = Baresip(tmp_path / "alice", user="alice", password="wonderland",
+                     registrar_port=server.port, source=tone(700.0, 40.0, level_db=-12))
+    target = Baresip(tmp_path / "dave", user="dave", answer_mode="auto",
+                     source=tone(1500.0, 40.0, level_db=-12))
+    try:
+        agent.start()
+        caller.start()
+        target.start()
+        caller.wait_registered()
+        assert wait_for(lambda: "agent bob: available/idle" in server.log_text())
+        caller.dial(f"sip:queue@127.0.0.1:{server.port}")
+        assert wait_for(lambda: "bridged to agent bob" in server.log_text(), 15), \
+            server.log_text()[-3000:]
+        status, body = api(http, "POST", "/api/agents/bob/call/transfer",
+                           {"to": target.uri, "method": "refer"})
+        assert status == 200, body
+        assert wait_for(lambda: "transferred" in server.log_text()
+                        and "reached" in server.log_text(), 15), \
+            server.log_text()[-3000:] + caller.log_tail()
+        time.sleep(2.5)
+        # Caller and target talk directly now: each hears the other.
+        assert level(target.recorded()[-8000:], 700.0) > 1500
+        assert level(caller.recorded()[-8000:], 1500.0) > 1500
+        assert wait_for(lambda: api(http, "GET", "/api/agents/bob")[1]["state"] != "on_call", 5)
+    finally:
+        caller.stop()
+        target.stop()
+        agent.stop()
+        assert stop_server(server) == 0

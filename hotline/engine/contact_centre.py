@@ -1115,6 +1115,14 @@ class ContactCentre:
             self.media.core.join(bridge.caller, bridge.conference)
         log.info("call %s: caller %s", bridge.id, "on hold" if held else "resumed")
 
+    def mute(self, agent_id: str, muted: bool) -> dict[str, Any]:
+        """Mute the agent's microphone in the conference (they still hear everyone)."""
+        bridge = self._bridge_of_agent(agent_id)
+        assert bridge.agent is not None
+        self.media.core.set_muted(bridge.agent, muted)
+        log.info("call %s: agent %s %s", bridge.id, agent_id, "muted" if muted else "unmuted")
+        return {"call": bridge.id, "muted": muted}
+
     def on_modified(self, call: Call, *, held: bool) -> None:
         """A re-INVITE from a leg: an agent's phone putting the call on hold
         (sendonly/inactive: we may not send to it) or resuming it (sendrecv)."""

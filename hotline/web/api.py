@@ -141,6 +141,11 @@ def add_routes(app: web.Application, acd: Callable[[], ContactCentre | None],
             if not isinstance(paused, bool):
                 raise ValueError("'paused' must be true or false")
             return c.pause_recording(agent_id, paused)
+        if action == "mute":
+            muted = body.get("muted")
+            if not isinstance(muted, bool):
+                raise ValueError("'muted' must be true or false")
+            return c.mute(agent_id, muted)
         if action == "monitor":
             return c.monitor(agent_id, _text(body, "supervisor", required=True) or "",
                              _text(body, "mode", required=True) or "")

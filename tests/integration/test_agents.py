@@ -208,6 +208,13 @@ def test_a_queued_caller_is_bridged_to_a_registered_agent_and_audio_flows_both_w
         assert level(heard_by_caller, 700.0) < 500
         status, view = api(http, "GET", "/api/agents/bob")
         assert status == 200 and view["state"] == "on_call", view
+        # Muted, the agent is heard by nobody; unmuted, again.
+        assert api(http, "POST", "/api/agents/bob/call/mute", {"muted": True})[0] == 200
+        time.sleep(1.2)
+        assert level(caller.last(1.0), 1100.0) < 500
+        assert api(http, "POST", "/api/agents/bob/call/mute", {"muted": False})[0] == 200
+        time.sleep(1.2)
+        assert level(caller.last(1.0), 1100.0) > 2000
         with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=5) as resp:
             metrics = resp.read().decode()
         assert 'hotline_agents{state="on_call",status="available"} 1.0' in metrics, metrics

@@ -63,6 +63,7 @@ time is passed in as `now` (seconds, any monotonic origin, the same for `put` an
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections import deque
@@ -125,6 +126,8 @@ _PLAYED = FrameOutcome.PLAYED
 _BUFFERED = PacketOutcome.BUFFERED
 _SOON_TICKS = 5  # a late packet has the target updated within this many ticks
 _BUCKET_SHIFT = 3  # transits are kept in buckets of 8 samples (1 ms at 8 kHz)
+_CONFIRM_PACKETS = 10  # later packets, at least, that must all undercut an outlier
+_RECENT_QUANTILE = 0.95  # of the `recent` packets' relative delays (25: the second latest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +154,7 @@ class JitterStats:
     discarded_samples: int  # received samples dropped by a resync
     target_delay: float
     delay: float | None  # the playout delay in force at `now`, None before audio
+    outliers: int = 0  # packets whose timing was dropped: they ran ahead of the stream
 
 
 def quiet_code_table(decoded: Iterable[int], level: int = DEFAULT_QUIET_LEVEL) -> bytes:
@@ -205,12 +209,14 @@ class JitterBuffer:
         "_min_delay",
         "_next_update",
         "_ones",
+        "_outlier_gap",
         "_pending",
         "_pos",
         "_rate",
         "_seen",
         "_shrink",
         "_silence",
+        "_slow",
         "_sizes",
         "_ssrc",
         "_starved",
@@ -221,6 +227,7 @@ class JitterBuffer:
         "_update_ticks",
         "_urgent",
         "_zeros",
+        "body_span",
         "buffered",
         "buffering",
         "clock_rate",
@@ -235,6 +242,7 @@ class JitterBuffer:
         "frames",
         "late",
         "late_samples",
+        "outliers",
         "overflow_samples",
         "overflows",
         "played",
@@ -269,6 +277,8 @@ class JitterBuffer:
         idle: float = 0.2,
         jump: float = 1.0,
         update_ticks: int = 25,
+        outlier_gap: float = 0.04,
+        body_span: float = 3.0,
     ) -> None:
         if clock_rate <= 0 or frame_samples <= 0:
             raise ValueError(
@@ -290,6 +300,7 @@ class JitterBuffer:
             ("jump", jump),
             ("urgent_deficit", urgent_deficit),
             ("force_excess", force_excess),
+            ("outlier_gap", outlier_gap),
         ):
             _positive(name, value)
         if jump <= max_delay:
@@ -301,6 +312,8 @@ class JitterBuffer:
                 "delays must satisfy 0 <= min_delay <= initial_delay <= max_delay, got"
                 f" {min_delay}, {initial_delay}, {max_delay}"
             )
+        if not body_span > 0:
+            raise ValueError(f"body_span must be positive, got {body_span}")
         if recent < 1:
             raise ValueError(f"recent must be at least 1 packet, got {recent}")
         if update_ticks < 1:
@@ -316,6 +329,7 @@ class JitterBuffer:
         self.window = window
         self._evict_after = window + 1.0  # records are dropped in batches, once a second
         self.recent = recent
+        self.body_span = body_span
         self._rate = rate
         self._min_delay = min_delay * rate
         self._max_delay = max_delay * rate
@@ -325,6 +339,7 @@ class JitterBuffer:
         self._capacity = max(round(capacity * rate), round(max_delay * rate) + 2 * frame_samples)
         self._idle_ticks = max(1, math.ceil(idle * rate / frame_samples))
         self._jump = jump * rate
+        self._outlier_gap = max(1, round(outlier_gap * rate) >> _BUCKET_SHIFT)  # buckets
         self._update_ticks = update_ticks
         self._full = b"\x01" * frame_samples
         self._full2 = b"\x01" * (2 * frame_samples)
@@ -351,7 +366,9 @@ class JitterBuffer:
         self.skipped_samples = 0
         self.overflow_samples = 0
         self.discarded_samples = 0
+        self.outliers = 0
         self._target = self._initial
+        self._slow = self._initial
         self._clear()
 
     def _clear(self) -> None:
@@ -431,6 +448,7 @@ class JitterBuffer:
             discarded_samples=self.discarded_samples,
             target_delay=self.target_delay,
             delay=None if now is None else self.delay(now),
+            outliers=self.outliers,
         )
 
     # -- packets ---------------------------------------------------------------------
@@ -469,6 +487,7 @@ class JitterBuffer:
             and offset == filled
             and 0.0 <= relative <= self._late_above
             and ones is not None
+            and offset % self.frame_samples <= self._align
             and offset + n <= self._capacity
         ):
             # The usual case: the next packet, in time, right after what is buffered.
@@ -538,8 +557,7 @@ class JitterBuffer:
         if not n:  # nothing to play, but its timing counts
             self.buffered += 1
             return _BUFFERED
-        if n not in self._sizes:
-            self._learn_size(n)
+        self._learn(n, offset)
 
         if offset + n <= 0:
             self.late += 1
@@ -640,16 +658,26 @@ class JitterBuffer:
         self._late_above = self._target - self._align
         self._last_update = None
         self._starved = 0
-        if n and n not in self._sizes:
-            self._learn_size(n)
+        if n:
+            self._learn(n, 0)
         return outcome
 
-    def _learn_size(self, n: int) -> None:
-        """A packet size not seen before: the alignment margin it needs. A packet that
-        starts inside a frame must arrive by the time that frame is played."""
-        if len(self._sizes) < 64:  # a peer varying sizes wildly is not tracked further
-            self._sizes[n] = b"\x01" * n
-        self._align = max(self._align, self.frame_samples - math.gcd(n, self.frame_samples))
+    def _learn(self, n: int, offset: int) -> None:
+        """The alignment margin a packet of `n` samples, `offset` samples from the
+        playout point, needs, and so do the packets of its size that follow it back to
+        back: a packet that starts `k` samples into a frame must arrive `k` samples
+        before its own time, when that frame starts playing. Such packets start at
+        ``offset`` modulo the gcd of the two sizes, so at most ``frame − gcd +
+        offset mod gcd`` into a frame (0 when packets and frames share their edges)."""
+        frame = self.frame_samples
+        if n not in self._sizes and len(self._sizes) < 64:  # a peer varying sizes
+            self._sizes[n] = b"\x01" * n  # wildly is not tracked further
+        common = math.gcd(n, frame)
+        need = frame - common + offset % common
+        if need > self._align:
+            self._align = need
+            self._late_above = self._target - need
+            self._look_soon()
 
     def _forget(self, now: float) -> None:
         """Drop timing records older than the window."""
@@ -675,30 +703,85 @@ class JitterBuffer:
         count = len(buckets)
         if not count:
             return
-        quantile = self.quantile
         keys = sorted(self._counts)
+        fresh = self._drop_outliers(keys)
+        if fresh:
+            buckets = self._buckets
+            count = len(buckets)
+            keys = sorted(self._counts)
         low = keys[0]
         counts = self._counts
-        need = max(1, math.ceil(quantile * count))
-        seen = 0
-        top = low
-        for top in keys:
-            seen += counts[top]
-            if seen >= need:
-                break
+        cumulative = list(itertools.accumulate(counts[key] for key in keys))
+
+        def bucket_at(fraction: float) -> int:
+            return keys[bisect.bisect_left(cumulative, max(1, math.ceil(fraction * count)))]
+
+        top = bucket_at(self.quantile)
+        upper = bucket_at(0.75)
+        body = upper + self.body_span * (upper - bucket_at(0.25))
+        if top > body:
+            top = math.ceil(body)
         recent = self.recent
+        fast = low
         if count > recent:
             latest = sorted(itertools.islice(buckets, count - recent, count))
-            top = max(top, latest[max(0, math.ceil(quantile * recent) - 1)])
+            fast = latest[max(0, math.ceil(_RECENT_QUANTILE * recent) - 1)]
         width = 1 << _BUCKET_SHIFT
-        spread = (top + 1 - low) * width
         self._tmin = low * width
-        wanted = min(self._max_delay, max(self._min_delay, spread) + self._align)
-        if wanted >= self._target:
-            self._target = wanted
+        floor, ceiling, align = self._min_delay, self._max_delay, self._align
+        wanted = min(ceiling, max(floor, (top + 1 - low) * width) + align)
+        if wanted >= self._slow or fresh:
+            self._slow = wanted
         elif last is not None and now > last:
-            self._target = max(wanted, self._target - self._shrink * (now - last))
-        self._late_above = self._target - self._align
+            self._slow = max(wanted, self._slow - self._shrink * (now - last))
+        spike = min(ceiling, max(floor, (fast + 1 - low) * width) + align)
+        self._target = max(self._slow, spike)
+        self._late_above = self._target - align
+
+    def _drop_outliers(self, keys: list[int]) -> bool:
+        """Drop the timing records of packets that ran ahead of the stream; returns
+        whether any were dropped (the reference and the target then start afresh).
+
+        `keys` are the histogram's buckets, sorted. A record is an outlier when its
+        transit lies below a gap wider than `outlier_gap` (nothing in between) and at
+        least as many packets as lie below the gap, and `_CONFIRM_PACKETS` or more,
+        arrived after the last of them, every one above the gap: the later packets all
+        undercut it, so the stream did not go on where its timestamp pointed. A packet
+        whose timestamp ran ahead is such an outlier; so is the fastest path of a short
+        start that the network has since left for a slower one. The records below the
+        highest such gap go; a faster path that later packets keep taking is never
+        dropped (they are not all above it), nor is the body of the window under a
+        spike (it is not outnumbered)."""
+        counts, buckets = self._counts, self._buckets
+        count = len(buckets)
+        gap = self._outlier_gap
+        below = 0
+        split = -1
+        dropped = 0
+        for key, above in itertools.pairwise(keys):
+            below += counts[key]
+            if 2 * below > count:
+                break
+            if above - key <= gap:
+                continue
+            after = 0
+            for bucket in reversed(buckets):
+                if bucket <= key:
+                    break
+                after += 1
+            if after >= below and after >= _CONFIRM_PACKETS:
+                split, dropped = key, below
+        if not dropped:
+            return False
+        kept = [(t, b) for t, b in zip(self._arrivals, buckets, strict=True) if b > split]
+        self._arrivals = deque(t for t, _ in kept)
+        self._buckets = deque(b for _, b in kept)
+        for key in keys:
+            if key > split:
+                break
+            del counts[key]
+        self.outliers += dropped
+        return True
 
     def _advance(self, count: int) -> None:
         """Move the playout point `count` samples on, dropping what lies before it."""
@@ -750,10 +833,19 @@ class JitterBuffer:
             excess = delay - target
             dropped = 0
             if excess >= frame:
-                if have.startswith(self._full2) and (excess >= self._force or self._quiet()):
+                # Quiet frames go as many at a time as the excess allows, a frame that
+                # is not quiet one per tick and only past `force_excess`; the frame
+                # after a dropped one must be there.
+                full2, force = self._full2, self._force
+                while (
+                    excess >= frame
+                    and have.startswith(full2)
+                    and (self._quiet() or (not dropped and excess >= force))
+                ):
                     self._advance(frame)
-                    self.dropped_samples += frame
-                    dropped = frame
+                    dropped += frame
+                    excess -= frame
+                self.dropped_samples += dropped
             elif excess < 0 and (-excess >= self._urgent or self._quiet()):
                 return self._hold(FrameOutcome.EXPANDED)
             # Play the complete frame (inline: this is the common case).
@@ -775,6 +867,8 @@ class JitterBuffer:
                 return self._play(0)
             if delay < target and have.find(1, 0, frame) < 0:
                 return self._hold(FrameOutcome.EXPANDED)  # wait for it
+        elif delay < target:
+            return self._hold(FrameOutcome.EXPANDED)  # the rest of it may still come
         return self._partial()
 
     def _play(self, dropped: int) -> Frame:

@@ -2,7 +2,8 @@
 
 Owns the routes agents' desktops, supervisors and back-office tools use: agents (list,
 one, login / logout / break / back), call control for an agent's current call (hold,
-resume, consult an expert or a URI, conference, transfer, recording pause), supervision
+resume, mute, consult an expert or a URI, conference, transfer, recording pause),
+supervision
 (listen, whisper, barge), queues (live status and wait estimates), the expert directory
 ("available experts for skill X", explicit presence) and callbacks (numbers masked).
 

@@ -3,8 +3,7 @@
 Owns the routes agents' desktops, supervisors and back-office tools use: agents (list,
 one, login / logout / break / back), call control for an agent's current call (hold,
 resume, mute, consult an expert or a URI, conference, transfer, recording pause),
-supervision
-(listen, whisper, barge), queues (live status and wait estimates), the expert directory
+supervision (listen, whisper, barge), queues (live status and wait estimates), the expert directory
 ("available experts for skill X", explicit presence) and callbacks (numbers masked).
 
 Every request needs ``Authorization: Bearer <token>``, the token read at start-up from

@@ -890,6 +890,16 @@ class AcdSettings(_Model):
         pattern=r"^sips?:[^\s]*\{number\}[^\s]*$", max_length=256)] | None = None
 
 
+class WebRtcConfig(_Model):
+    """Browser agents: the WebRTC gateway (its page at http.listen, path /agent/)."""
+
+    enabled: Bool = False
+    bind_host: Host = "127.0.0.1"
+    register_expires: Annotated[int, Strict(), Field(ge=60, le=86400)] = 300
+    answer_timeout_seconds: Annotated[float, Strict(), AllowInfNan(False),
+                                      Field(gt=0, le=60)] = 10.0
+
+
 class Config(_Model):
     """The whole engine configuration, as loaded from config.yaml."""
 
@@ -904,6 +914,7 @@ class Config(_Model):
     ivr: IvrConfig = Field(default_factory=IvrConfig)
     booking: BookingConfig = Field(default_factory=BookingConfig)
     acd: AcdSettings = Field(default_factory=AcdSettings)
+    webrtc: WebRtcConfig = Field(default_factory=WebRtcConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @model_validator(mode="wrap")
@@ -955,6 +966,12 @@ class Config(_Model):
                         f"missing {fields}: registrar.algorithms lists {listed} (give an HA1 "
                         f"for every listed algorithm, or a password)", code="missing-key"))
             users.append(user)
+        if cfg.webrtc.enabled and (not cfg.http.enabled or not any(
+                la.transport == "udp" for la in cfg.sip.listen)):
+            problems.append(problem(
+                ("webrtc", "enabled"), "expected http.enabled and a udp address in sip.listen "
+                "(browser agents reach the engine through its HTTP listener and SIP over UDP)",
+                input=True))
         names = {u.username for u in reg.users}
         for i, agent in enumerate(cfg.acd.agents):
             if agent.id not in names:

@@ -65,6 +65,7 @@ from hotline.sip.sdp_session import MediaSession, SdpRejected
 from hotline.sip.transaction import Timers
 from hotline.sip.uri import SipURI, TelURI
 from hotline.web.http import HttpServer
+from hotline.web.webrtc_gateway import GatewayConfig, WebRtcGateway
 
 log = logging.getLogger("hotline.engine")
 dtmf_log = logging.getLogger("hotline.dtmf")  # digits shown only at debug level
@@ -116,6 +117,7 @@ class Engine:
         self._drain_pending = False
         self._reloading = False
         self.acd: ContactCentre | None = None
+        self.webrtc: WebRtcGateway | None = None
         env = config.http.api_token_env
         token = os.environ.get(env, "") if env else ""
         self.api_token: str | None = token if len(token) >= 16 else None
@@ -195,6 +197,14 @@ class Engine:
         if cfg.ivr.reload_check_seconds > 0:
             self._reload_task = self.loop.create_task(self._watch_flows())
         self._gc_task = self.loop.create_task(self._collect_garbage())
+        if cfg.webrtc.enabled:
+            host, port = next((h, p) for t, h, p in self.local_addrs if t == "udp")
+            host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+            self.webrtc = WebRtcGateway(GatewayConfig(
+                engine_host=host, engine_port=port, domain=cfg.sip.domain,
+                bind_host=cfg.webrtc.bind_host, register_expires=cfg.webrtc.register_expires,
+                answer_timeout=cfg.webrtc.answer_timeout_seconds, timers=timers))
+            await self.webrtc.start()
         if cfg.http.enabled:
             self.http = HttpServer(self)
             await self.http.start(cfg.http.host, cfg.http.port)
@@ -361,6 +371,9 @@ class Engine:
                 await self.reload_flows()
 
     async def stop(self) -> None:
+        if self.webrtc is not None:  # first: the engine still answers its un-REGISTERs
+            await self.webrtc.stop()
+            self.webrtc = None
         if self.http is not None:
             await self.http.stop()
         if self._reload_task is not None:

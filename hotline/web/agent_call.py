@@ -76,8 +76,7 @@ TRANSITIONS: dict[tuple[CallPhase, Input], tuple[CallPhase, tuple[Action, ...]]]
     (P.RINGING, I.HANGUP): (P.ENDED, _END_UNANSWERED),
     (P.RINGING, I.REMOTE_END): (P.ENDED, (A.STOP_MEDIA, A.NOTIFY_CANCELLED)),
     (P.ACCEPTING, I.MEDIA_READY): (P.ANSWERED, (A.SIP_ANSWER,)),
-    (P.ACCEPTING, I.MEDIA_FAILED): (P.ENDED, (A.SIP_UNAVAILABLE, A.STOP_MEDIA,
-                                              A.NOTIFY_ENDED)),
+    (P.ACCEPTING, I.MEDIA_FAILED): (P.ENDED, (A.SIP_UNAVAILABLE, A.STOP_MEDIA, A.NOTIFY_ENDED)),
     (P.ACCEPTING, I.REJECT): (P.ENDED, _END_UNANSWERED),
     (P.ACCEPTING, I.HANGUP): (P.ENDED, _END_UNANSWERED),
     (P.ACCEPTING, I.MUTE): (P.ACCEPTING, (A.SET_MUTE,)),
@@ -113,8 +112,9 @@ class AgentCall:
     end_reason: str | None = None
     history: list[tuple[CallPhase, Input]] = field(default_factory=list)
 
-    def handle(self, event: Input, *, muted: bool | None = None,
-               reason: str | None = None) -> tuple[Action, ...]:
+    def handle(
+        self, event: Input, *, muted: bool | None = None, reason: str | None = None
+    ) -> tuple[Action, ...]:
         """Apply `event`; return the actions to perform. `muted` goes with MUTE;
         `reason` (why the call ends, for the page) with any input that ends it."""
         step = TRANSITIONS.get((self.phase, event))

@@ -125,8 +125,7 @@ def _string(data: dict[str, Any], name: str, kind: str) -> str:
 def _call_id(data: dict[str, Any], kind: str) -> str:
     value = _string(data, "call", kind)
     if not _CALL_ID.fullmatch(value):
-        raise ProtocolError(f"{kind}: 'call' must be 1-{MAX_CALL_ID} letters, digits, '-' "
-                            "or '_'")
+        raise ProtocolError(f"{kind}: 'call' must be 1-{MAX_CALL_ID} letters, digits, '-' or '_'")
     return value
 
 
@@ -238,9 +237,9 @@ def screen_pop(headers: Iterable[tuple[str, str]], display: str | None = None) -
         text = _clean(value)
         if lower.startswith(_VAR_PREFIX):
             if len(variables) < MAX_POP_FIELDS:
-                variables.append((_clean(name[len(_VAR_PREFIX):])[:64], text))
+                variables.append((_clean(name[len(_VAR_PREFIX) :])[:64], text))
             continue
-        key = lower[len(_POP_PREFIX):]
+        key = lower[len(_POP_PREFIX) :]
         if key in ("call-id", "queue", "waited", "priority", "caller", "callback"):
             fields.setdefault(key, text)
         elif key == "call":
@@ -282,8 +281,9 @@ class LoginThrottle:
 
     def attempt(self, socket_key: Hashable, address: str, now: float) -> float:
         """Spend an attempt; 0 if allowed, else the seconds to wait (nothing spent)."""
-        wait = max(self._sockets.retry_after(socket_key, now),
-                   self._addresses.retry_after(address, now))
+        wait = max(
+            self._sockets.retry_after(socket_key, now), self._addresses.retry_after(address, now)
+        )
         if wait > 1e-6:  # the limiter allows within a rounding epsilon; so do we
             return wait
         self._sockets.allow(socket_key, now)

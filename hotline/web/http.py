@@ -225,6 +225,8 @@ def build_app(engine: Engine) -> web.Application:
 
     app = web.Application()
     add_routes(app, lambda: engine.acd, engine.api_token)
+    if engine.webrtc is not None:
+        engine.webrtc.add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -49,8 +49,13 @@ _TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
 class RtpRewriter:
     """Browser packets → our RTP stream towards the engine."""
 
-    def __init__(self, ssrc: int, first_seq: int, first_timestamp: int,
-                 payload_type: int = Codec.PCMU.static_payload_type) -> None:
+    def __init__(
+        self,
+        ssrc: int,
+        first_seq: int,
+        first_timestamp: int,
+        payload_type: int = Codec.PCMU.static_payload_type,
+    ) -> None:
         self.ssrc = ssrc & 0xFFFFFFFF
         self.payload_type = payload_type
         self.muted = False
@@ -63,8 +68,15 @@ class RtpRewriter:
         self._next_ts = first_timestamp & TS_MASK
         self._highest: int | None = None  # highest sequence number sent (ours)
 
-    def rewrite(self, *, ssrc: int, sequence_number: int, timestamp: int, payload: bytes,
-                marker: bool = False) -> bytes:
+    def rewrite(
+        self,
+        *,
+        ssrc: int,
+        sequence_number: int,
+        timestamp: int,
+        payload: bytes,
+        marker: bool = False,
+    ) -> bytes:
         """Our RTP packet carrying `payload` (or silence of its length when muted)."""
         if ssrc != self._source:
             if self._source is not None:
@@ -155,7 +167,7 @@ class Playout:
         while filled < FRAME_SAMPLES:
             first = self._samples[0]
             take = min(first.size, FRAME_SAMPLES - filled)
-            out[filled:filled + take] = first[:take]
+            out[filled : filled + take] = first[:take]
             filled += take
             if take == first.size:
                 self._samples.pop(0)
@@ -199,7 +211,7 @@ class EngineAudioTrack(MediaStreamTrack):
             due = self._start + self._pts / SAMPLE_RATE
             if due - now < -MAX_LAG:
                 # Behind schedule: the frames not sent are a gap for the browser.
-                behind = int((now - due) / FRAME_SECONDS)
+                behind = int((now - due) / FRAME_SECONDS + 1e-6)
                 self._pts += behind * FRAME_SAMPLES
                 self.skips += behind
                 due = self._start + self._pts / SAMPLE_RATE
@@ -208,8 +220,9 @@ class EngineAudioTrack(MediaStreamTrack):
             if self.readyState != "live":
                 raise MediaStreamError
         samples = self.playout.pop()
-        frame = AudioFrame.from_ndarray(samples.reshape(1, FRAME_SAMPLES), format="s16",
-                                        layout="mono")
+        frame = AudioFrame.from_ndarray(
+            samples.reshape(1, FRAME_SAMPLES), format="s16", layout="mono"
+        )
         frame.sample_rate = SAMPLE_RATE
         frame.pts = self._pts
         frame.time_base = _TIME_BASE

@@ -238,8 +238,7 @@ class RegistrationClient:
         """Remove the binding (Expires: 0; a REGISTER still in flight is overtaken: the
         registrar keeps the higher CSeq of a Call-ID). `RegistrationEnded` follows."""
         reg = self.registrations.get(key)
-        if reg is None or reg.state in (RegistrationState.UNREGISTERING,
-                                        RegistrationState.ENDED):
+        if reg is None or reg.state in (RegistrationState.UNREGISTERING, RegistrationState.ENDED):
             return
         reg.deadline = None
         reg.state = RegistrationState.UNREGISTERING
@@ -248,16 +247,19 @@ class RegistrationClient:
 
     # -- wire ------------------------------------------------------------------------
 
-    def _send(self, reg: Registration, expires: int, now: float,
-              answer: tuple[str, str] | None = None) -> None:
+    def _send(
+        self, reg: Registration, expires: int, now: float, answer: tuple[str, str] | None = None
+    ) -> None:
         """A new REGISTER of `reg` (fresh branch, next CSeq) asking for `expires`, with
         `answer` (an Authorization or Proxy-Authorization header) or, when there is
         none, credentials on the last nonce if we hold one."""
         reg.cseq += 1
         uri = f"sip:{self.domain}"
         h = Headers()
-        h.add("Via", f"SIP/2.0/UDP {self._host()}:{self.local[1]};branch=z9hG4bK"
-                     f"{self._token(10)};rport")
+        h.add(
+            "Via",
+            f"SIP/2.0/UDP {self._host()}:{self.local[1]};branch=z9hG4bK{self._token(10)};rport",
+        )
         h.add("Max-Forwards", "70")
         h.add("From", f"<{reg.aor}>;tag={reg.from_tag}")
         h.add("To", f"<{reg.aor}>")
@@ -272,17 +274,23 @@ class RegistrationClient:
             credentials = reg.digest.authorization("REGISTER", uri)
             if credentials is not None:
                 h.add("Authorization", credentials)
-        tx = self.layer.send_request(Request(h, b"", "REGISTER", parse_uri(uri)),
-                                     self.registrar, now)
+        tx = self.layer.send_request(
+            Request(h, b"", "REGISTER", parse_uri(uri)), self.registrar, now
+        )
         tx.user_data = reg
         reg.tx = tx
 
     def receive_response(self, resp: Response, peer: Peer, now: float) -> None:
         """A response to one of our REGISTERs (check `owns` first). Never raises on bad
         input: a response whose headers cannot be read is dropped and logged."""
-        if len(resp.vias) != 1:
-            return  # §18.1.2: not ours
-        for ev in self.layer.receive_response(resp, peer, now):
+        try:
+            if len(resp.vias) != 1:
+                return  # §18.1.2: not ours
+            events = self.layer.receive_response(resp, peer, now)
+        except ParseError as exc:
+            log.info("dropped a %d response to REGISTER: %s", resp.status, exc.reason)
+            return
+        for ev in events:
             try:
                 self._on_tx_event(ev, now)
             except ParseError as exc:
@@ -297,8 +305,11 @@ class RegistrationClient:
             reg = ev.tx.user_data
             if isinstance(reg, Registration) and reg.tx is ev.tx:
                 timed_out = isinstance(ev, TransactionTimedOut)
-                reason = ("the registrar did not answer" if timed_out
-                          else "the registrar cannot be reached")
+                reason = (
+                    "the registrar did not answer"
+                    if timed_out
+                    else "the registrar cannot be reached"
+                )
                 self._failed(reg, 408 if timed_out else 503, reason, None, now)
 
     def _on_response(self, reg: Registration, resp: Response, now: float) -> None:
@@ -317,8 +328,14 @@ class RegistrationClient:
         if status in (401, 407):
             if self._answer_challenge(reg, resp, now):
                 return
-            self._failed(reg, status, f"user {reg.username!r}: the credentials were refused",
-                         None, now, final=True)
+            self._failed(
+                reg,
+                status,
+                f"user {reg.username!r}: the credentials were refused",
+                None,
+                now,
+                final=True,
+            )
             return
         if status == 423 and not reg.retried_423:
             raw = resp.headers.get("Min-Expires")
@@ -336,12 +353,19 @@ class RegistrationClient:
             raw = resp.headers.get("Retry-After")
             if raw is not None:
                 try:
-                    retry_after = parse_delta_seconds(raw.split(";", 1)[0].split("(", 1)[0]
-                                                      .strip(), "Retry-After")
+                    retry_after = parse_delta_seconds(
+                        raw.split(";", 1)[0].split("(", 1)[0].strip(), "Retry-After"
+                    )
                 except ParseError:
                     retry_after = None
-        self._failed(reg, status, f"the registrar answered {status} {resp.reason}".rstrip(),
-                     retry_after, now, final=status in (403, 404, 603, 604))
+        self._failed(
+            reg,
+            status,
+            f"the registrar answered {status} {resp.reason}".rstrip(),
+            retry_after,
+            now,
+            final=status in (403, 404, 603, 604),
+        )
 
     def _answer_challenge(self, reg: Registration, resp: Response, now: float) -> bool:
         """Send the REGISTER again with the answer to a 401/407; False if we cannot or
@@ -386,10 +410,13 @@ class RegistrationClient:
     def _succeeded(self, reg: Registration, resp: Response, now: float) -> None:
         reg.digest.succeeded()
         reg.auth_tries = 0
-        granted = self._granted(reg, resp)
+        try:
+            granted = self._granted(reg, resp)
+        except ParseError as exc:
+            self._failed(reg, 500, f"the registrar's 200 is malformed: {exc.reason}", None, now)
+            return
         if granted <= 0:
-            self._failed(reg, 500, "the registrar answered 200 without our contact", None,
-                         now)
+            self._failed(reg, 500, "the registrar answered 200 without our contact", None, now)
             return
         refreshed = reg.ever_registered
         reg.ever_registered = True
@@ -398,8 +425,16 @@ class RegistrationClient:
         reg.deadline = now + refresh_delay(granted)
         self._events.append(RegistrationSucceeded(reg.key, granted, refreshed))
 
-    def _failed(self, reg: Registration, status: int, reason: str, retry_after: int | None,
-                now: float, *, final: bool = False) -> None:
+    def _failed(
+        self,
+        reg: Registration,
+        status: int,
+        reason: str,
+        retry_after: int | None,
+        now: float,
+        *,
+        final: bool = False,
+    ) -> None:
         reg.tx = None
         if reg.state is RegistrationState.UNREGISTERING:
             self._end(reg, status)

@@ -204,8 +204,9 @@ class CallLeg:
 class AgentSession:
     """One WebSocket: at most one agent logged in, at most one call."""
 
-    def __init__(self, gateway: WebRtcGateway, ws: web.WebSocketResponse, address: str,
-                 key: str) -> None:
+    def __init__(
+        self, gateway: WebRtcGateway, ws: web.WebSocketResponse, address: str, key: str
+    ) -> None:
         self.gateway = gateway
         self.ws = ws
         self.address = address
@@ -225,10 +226,12 @@ class AgentSession:
         try:
             self.outbox.put_nowait(message)
         except asyncio.QueueFull:
-            log.warning("webrtc: session %s is not reading its messages: closing it",
-                        self.key)
-            self.gateway.spawn(self.ws.close(code=WSCloseCode.POLICY_VIOLATION,
-                                             message=b"too many unread messages"))
+            log.warning("webrtc: session %s is not reading its messages: closing it", self.key)
+            self.gateway.spawn(
+                self.ws.close(
+                    code=WSCloseCode.POLICY_VIOLATION, message=b"too many unread messages"
+                )
+            )
 
     async def write(self) -> None:
         while True:
@@ -299,8 +302,9 @@ class WebRtcGateway:
     """Start with `await start()` (binds the SIP socket), mount with `add_routes(app)`,
     end with `await stop()` (hangs up, un-REGISTERs, closes)."""
 
-    def __init__(self, config: GatewayConfig, *,
-                 random_bytes: Callable[[int], bytes] = os.urandom) -> None:
+    def __init__(
+        self, config: GatewayConfig, *, random_bytes: Callable[[int], bytes] = os.urandom
+    ) -> None:
         self.config = config
         self.random_bytes = random_bytes
         self.assets = {name: (STATIC / name).read_bytes() for name in ASSETS}
@@ -326,7 +330,8 @@ class WebRtcGateway:
         self.loop = loop
         cfg = self.config
         transport, _ = await loop.create_datagram_endpoint(
-            lambda: _SipProtocol(self), local_addr=(cfg.bind_host, 0))
+            lambda: _SipProtocol(self), local_addr=(cfg.bind_host, 0)
+        )
         self.transport = transport
         self.sip_port = int(transport.get_extra_info("sockname")[1])
         self.endpoint = SipEndpoint(
@@ -343,12 +348,20 @@ class WebRtcGateway:
             self.random_bytes,
         )
         self.registrations = RegistrationClient(
-            registrar=self.engine, domain=cfg.domain, local=(cfg.bind_host, self.sip_port),
-            random_bytes=self.random_bytes, timers=cfg.timers,
+            registrar=self.engine,
+            domain=cfg.domain,
+            local=(cfg.bind_host, self.sip_port),
+            random_bytes=self.random_bytes,
+            timers=cfg.timers,
             user_agent=f"hotline-webrtc/{__version__}",
         )
-        log.info("webrtc gateway: SIP on udp:%s:%d, registering with %s, page at %s/",
-                 cfg.bind_host, self.sip_port, self.engine, cfg.path)
+        log.info(
+            "webrtc gateway: SIP on udp:%s:%d, registering with %s, page at %s/",
+            cfg.bind_host,
+            self.sip_port,
+            self.engine,
+            cfg.path,
+        )
 
     async def stop(self, grace: float = STOP_GRACE) -> None:
         """Hang up every call, un-REGISTER every agent (waiting up to `grace` seconds
@@ -357,12 +370,18 @@ class WebRtcGateway:
             return
         for session in list(self.sessions.values()):
             self.close_session(session, "the hotline is shutting down")
-            self.spawn(session.ws.close(code=WSCloseCode.GOING_AWAY,
-                                        message=b"the hotline is shutting down"))
+            self.spawn(
+                session.ws.close(
+                    code=WSCloseCode.GOING_AWAY, message=b"the hotline is shutting down"
+                )
+            )
         self._pump()
         deadline = self.loop.time() + grace
-        while (self.registrations is not None and self.registrations.registrations
-               and self.loop.time() < deadline):
+        while (
+            self.registrations is not None
+            and self.registrations.registrations
+            and self.loop.time() < deadline
+        ):
             await asyncio.sleep(0.05)
         if self._timer is not None:
             self._timer.cancel()
@@ -428,8 +447,9 @@ class WebRtcGateway:
         app.router.add_get(path + "/ws", self.websocket)
 
     def _asset(self, name: str) -> web.Response:
-        return web.Response(body=self.assets[name],
-                            headers={"Content-Type": ASSETS[name], **PAGE_HEADERS})
+        return web.Response(
+            body=self.assets[name], headers={"Content-Type": ASSETS[name], **PAGE_HEADERS}
+        )
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         if self.loop is None:
@@ -437,8 +457,7 @@ class WebRtcGateway:
         if not origin_allowed(request.headers.get("Origin"), request.host):
             self._count("ws_foreign_origin")
             raise web.HTTPForbidden(text="a WebSocket from another origin is refused\n")
-        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=HEARTBEAT,
-                                   compress=False)
+        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=HEARTBEAT, compress=False)
         await ws.prepare(request)
         session = AgentSession(self, ws, request.remote or "unknown", self._token())
         session.writer = self.spawn(session.write())
@@ -449,14 +468,16 @@ class WebRtcGateway:
                 if msg.type is WSMsgType.TEXT:
                     self.on_page_message(session, msg.data)
                 elif msg.type is WSMsgType.BINARY:
-                    session.send({"type": "error", "message": "binary messages are not "
-                                  "accepted: send JSON text"})
+                    session.send(
+                        {
+                            "type": "error",
+                            "message": "binary messages are not accepted: send JSON text",
+                        }
+                    )
                 else:
                     break
         finally:
             self.close_session(session, "the page closed")
-            with contextlib.suppress(asyncio.QueueFull):
-                session.outbox.put_nowait(None)
             self._pump()
         return ws
 
@@ -479,8 +500,9 @@ class WebRtcGateway:
         if not self._allow_message(session, now):
             self._count("ws_flooded")
             log.warning("webrtc: session %s sends too many messages: closing it", session.key)
-            self.spawn(session.ws.close(code=WSCloseCode.POLICY_VIOLATION,
-                                        message=b"too many messages"))
+            self.spawn(
+                session.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"too many messages")
+            )
             return
         try:
             message = parse_client_message(text)
@@ -515,16 +537,25 @@ class WebRtcGateway:
         wait = self.throttle.attempt(session.key, session.address, now)
         if wait > 0:
             self._count("logins_throttled")
-            session.send({"type": "login_failed", "status": 429,
-                          "reason": f"too many login attempts: try again in "
-                                    f"{int(wait) + 1} s"})
+            session.send(
+                {
+                    "type": "login_failed",
+                    "status": 429,
+                    "reason": f"too many login attempts: try again in {int(wait) + 1} s",
+                }
+            )
             return
         session.username = message.username
         session.phase = SessionPhase.LOGGING_IN
         self.by_contact[session.contact_user] = session
-        self.registrations.register(session.key, message.username, message.password,
-                                    session.contact_user, now,
-                                    expires=self.config.register_expires)
+        self.registrations.register(
+            session.key,
+            message.username,
+            message.password,
+            session.contact_user,
+            now,
+            expires=self.config.register_expires,
+        )
         log.info("webrtc: %s logging in from %s", message.username, session.address)
 
     def _logout(self, session: AgentSession, now: float) -> None:
@@ -545,6 +576,11 @@ class WebRtcGateway:
         self._message_limit.pop(session.key, None)
         if session.leg is not None:
             self.apply(session.leg, Input.HANGUP, reason=reason)
+        try:
+            session.outbox.put_nowait(None)  # the writer ends after what is queued
+        except asyncio.QueueFull:
+            if session.writer is not None:
+                session.writer.cancel()
         self.by_contact.pop(session.contact_user, None)
         registrations = self.registrations
         if registrations is not None and session.key in registrations.registrations:
@@ -610,8 +646,7 @@ class WebRtcGateway:
                     except Exception:
                         log.exception("webrtc: handling %s failed", type(reg_event).__name__)
             if self.transport is not None:
-                for data, peer in endpoint.datagrams_to_send() + registrations.\
-                        datagrams_to_send():
+                for data, peer in endpoint.datagrams_to_send() + registrations.datagrams_to_send():
                     self.transport.sendto(data, (peer.host, peer.port))
             else:
                 endpoint.datagrams_to_send()
@@ -633,26 +668,38 @@ class WebRtcGateway:
             if session.phase is SessionPhase.LOGGING_IN:
                 session.phase = SessionPhase.REGISTERED
                 log.info("webrtc: %s registered (%d s)", session.username, event.expires)
-                session.send({"type": "registered", "username": session.username,
-                              "expires": event.expires})
+                session.send(
+                    {"type": "registered", "username": session.username, "expires": event.expires}
+                )
             elif event.refreshed:
-                log.debug("webrtc: %s registration refreshed (%d s)", session.username,
-                          event.expires)
+                log.debug(
+                    "webrtc: %s registration refreshed (%d s)", session.username, event.expires
+                )
         elif isinstance(event, RegistrationFailed):
             if event.retry_at is not None:
                 retry = max(0, round(event.retry_at - self._now()))
-                log.warning("webrtc: %s: refreshing the registration failed (%s); retrying "
-                            "in %d s", session.username, event.reason, retry)
-                session.send({"type": "registration_failed", "reason": event.reason,
-                              "retry_in": retry})
+                log.warning(
+                    "webrtc: %s: refreshing the registration failed (%s); retrying in %d s",
+                    session.username,
+                    event.reason,
+                    retry,
+                )
+                session.send(
+                    {"type": "registration_failed", "reason": event.reason, "retry_in": retry}
+                )
                 return
             was = session.phase
-            log.info("webrtc: %s: %s failed: %s", session.username,
-                     "login" if was is SessionPhase.LOGGING_IN else "registration", event.reason)
+            log.info(
+                "webrtc: %s: %s failed: %s",
+                session.username,
+                "login" if was is SessionPhase.LOGGING_IN else "registration",
+                event.reason,
+            )
             self._forget_login(session)
             if was is SessionPhase.LOGGING_IN:
-                session.send({"type": "login_failed", "status": event.status,
-                              "reason": event.reason})
+                session.send(
+                    {"type": "login_failed", "status": event.status, "reason": event.reason}
+                )
             else:
                 session.send({"type": "logged_out", "reason": event.reason})
         elif isinstance(event, RegistrationEnded):
@@ -676,16 +723,22 @@ class WebRtcGateway:
         elif isinstance(event, CallConfirmed):
             leg = _leg_of(event.call)
             if leg is not None:
-                self.apply(leg, Input.ACK)
+                self._sip_input(leg, Input.ACK)
         elif isinstance(event, CallEnded):
             leg = _leg_of(event.call)
             if leg is not None and not leg.state.ended:
-                self.apply(leg, Input.REMOTE_END, reason=_END_REASONS.get(
-                    event.reason, "ended by the hotline"))
+                reason = _END_REASONS.get(event.reason, "ended by the hotline")
+                self._sip_input(leg, Input.REMOTE_END, reason)
         elif isinstance(event, SessionModified):
             self._modified(event)
         elif isinstance(event, ReferReceived):
             self.endpoint.answer_refer(event, 403, self._now())
+
+    def _sip_input(self, leg: CallLeg, event: Input, reason: str | None = None) -> None:
+        try:
+            self.apply(leg, event, reason=reason)
+        except CallStateError as exc:  # SIP news the phase does not take: nothing to do
+            log.debug("webrtc: %s", exc)
 
     def _offered(self, call: Call, offer: bytes | None) -> None:
         assert self.endpoint is not None
@@ -737,9 +790,11 @@ class WebRtcGateway:
             rtcp_sock=rtcp_sock,
             playout=playout,
             track=EngineAudioTrack(playout),
-            rewriter=RtpRewriter(int.from_bytes(seeds[:4], "big"),
-                                 int.from_bytes(seeds[4:6], "big"),
-                                 int.from_bytes(seeds[6:10], "big")),
+            rewriter=RtpRewriter(
+                int.from_bytes(seeds[:4], "big"),
+                int.from_bytes(seeds[4:6], "big"),
+                int.from_bytes(seeds[6:10], "big"),
+            ),
         )
         leg.state.id = leg.id
         call.app = leg
@@ -747,8 +802,12 @@ class WebRtcGateway:
         ep.ring(call, now)
         leg.rtp_task = self.spawn(self._open_rtp(leg))
         self._count("calls_offered")
-        log.info("webrtc: call %s from queue %s ringing %s", leg.id, leg.pop.queue or "-",
-                 session.username)
+        log.info(
+            "webrtc: call %s from queue %s ringing %s",
+            leg.id,
+            leg.pop.queue or "-",
+            session.username,
+        )
         session.send({"type": "ringing", "call": leg.id, **leg.pop.to_json()})
 
     def _modified(self, event: SessionModified) -> None:
@@ -768,8 +827,15 @@ class WebRtcGateway:
 
     # -- the call's state machine, performed --------------------------------------------
 
-    def apply(self, leg: CallLeg, event: Input, *, offer: str | None = None,
-              muted: bool | None = None, reason: str | None = None) -> None:
+    def apply(
+        self,
+        leg: CallLeg,
+        event: Input,
+        *,
+        offer: str | None = None,
+        muted: bool | None = None,
+        reason: str | None = None,
+    ) -> None:
         """Feed `event` to the call's state machine and perform its actions in order.
         `CallStateError` (an input the phase does not take) propagates."""
         assert self.endpoint is not None
@@ -800,20 +866,25 @@ class WebRtcGateway:
                 log.info("webrtc: call %s connected to %s", leg.id, leg.session.username)
                 leg.session.send({"type": "connected", "call": leg.id})
             elif action is Action.NOTIFY_CANCELLED:
-                leg.session.send({"type": "cancelled", "call": leg.id,
-                                  "reason": leg.state.end_reason})
+                leg.session.send(
+                    {"type": "cancelled", "call": leg.id, "reason": leg.state.end_reason}
+                )
             elif action is Action.NOTIFY_ENDED:
-                leg.session.send({"type": "ended", "call": leg.id,
-                                  "reason": leg.state.end_reason})
+                leg.session.send({"type": "ended", "call": leg.id, "reason": leg.state.end_reason})
         if leg.state.ended and not was_over:
             if leg.session.leg is leg:
                 leg.session.leg = None
-            log.info("webrtc: call %s to %s over (%s)", leg.id, leg.session.username,
-                     leg.state.end_reason)
+            log.info(
+                "webrtc: call %s to %s over (%s)",
+                leg.id,
+                leg.session.username,
+                leg.state.end_reason,
+            )
         self._pump()
 
-    def _media_event(self, leg: CallLeg, pc: RTCPeerConnection, event: Input,
-                     reason: str | None = None) -> None:
+    def _media_event(
+        self, leg: CallLeg, pc: RTCPeerConnection, event: Input, reason: str | None = None
+    ) -> None:
         """News from a WebRTC leg; stale news (of a replaced leg) and news a phase does
         not take (a reconnect while talking) are ignored."""
         if leg.pc is not pc:
@@ -835,13 +906,17 @@ class WebRtcGateway:
             if state == "connected":
                 self._media_event(leg, pc, Input.MEDIA_READY)
             elif state == "failed":
-                self._media_event(leg, pc, Input.MEDIA_FAILED,
-                                  "the browser's audio connection failed")
+                self._media_event(
+                    leg, pc, Input.MEDIA_FAILED, "the browser's audio connection failed"
+                )
 
         try:
             transceiver = pc.addTransceiver(leg.track, direction="sendrecv")
-            pcmu = [c for c in RTCRtpSender.getCapabilities("audio").codecs
-                    if c.mimeType.lower() == PCMU_MIME]
+            pcmu = [
+                c
+                for c in RTCRtpSender.getCapabilities("audio").codecs
+                if c.mimeType.lower() == PCMU_MIME
+            ]
             transceiver.setCodecPreferences(pcmu)
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
             if transceiver.mid is None:
@@ -849,8 +924,11 @@ class WebRtcGateway:
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
             codecs = transceiver._codecs
-            if not codecs or codecs[0].mimeType.lower() != PCMU_MIME \
-                    or codecs[0].payloadType is None:
+            if (
+                not codecs
+                or codecs[0].mimeType.lower() != PCMU_MIME
+                or codecs[0].payloadType is None
+            ):
                 raise ValueError("the offer has no PCMU (G.711 µ-law)")
             self._take_packets(leg, transceiver.receiver, codecs[0].payloadType)
             local = pc.localDescription
@@ -860,8 +938,9 @@ class WebRtcGateway:
             detail = str(exc) or type(exc).__name__
             if "Failed to set remote audio description" in detail:
                 detail = "the offer has no PCMU (G.711 µ-law)"
-            self._media_event(leg, pc, Input.MEDIA_FAILED,
-                              f"the browser's offer was refused: {detail}")
+            self._media_event(
+                leg, pc, Input.MEDIA_FAILED, f"the browser's offer was refused: {detail}"
+            )
             return
         if leg.state.ended or leg.pc is not pc:
             return
@@ -871,8 +950,13 @@ class WebRtcGateway:
         elif leg.state.phase is CallPhase.ACCEPTING:
             assert self.loop is not None
             leg.timeout = self.loop.call_later(
-                self.config.answer_timeout, self._media_event, leg, pc, Input.MEDIA_FAILED,
-                f"the browser's audio did not connect within {self.config.answer_timeout:g} s")
+                self.config.answer_timeout,
+                self._media_event,
+                leg,
+                pc,
+                Input.MEDIA_FAILED,
+                f"the browser's audio did not connect within {self.config.answer_timeout:g} s",
+            )
 
     def _take_packets(self, leg: CallLeg, receiver: RTCRtpReceiver, payload_type: int) -> None:
         """Replace the receiver's packet handler: PCMU packets go to the engine as they
@@ -881,14 +965,20 @@ class WebRtcGateway:
 
         async def forward(packet: AiortcRtpPacket, arrival_time_ms: int) -> None:
             transport = leg.rtp
-            if (packet.payload_type != payload_type or transport is None
-                    or leg.state.phase not in (CallPhase.ANSWERED, CallPhase.CONFIRMED)
-                    or not leg.media.sends):
+            if (
+                packet.payload_type != payload_type
+                or transport is None
+                or leg.state.phase not in (CallPhase.ANSWERED, CallPhase.CONFIRMED)
+                or not leg.media.sends
+            ):
                 return
-            data = leg.rewriter.rewrite(ssrc=packet.ssrc,
-                                        sequence_number=packet.sequence_number,
-                                        timestamp=packet.timestamp, payload=packet.payload,
-                                        marker=bool(packet.marker))
+            data = leg.rewriter.rewrite(
+                ssrc=packet.ssrc,
+                sequence_number=packet.sequence_number,
+                timestamp=packet.timestamp,
+                payload=packet.payload,
+                marker=bool(packet.marker),
+            )
             transport.sendto(data, engine_leg)
             leg.packets_to_engine += 1
 
@@ -898,14 +988,16 @@ class WebRtcGateway:
         assert self.loop is not None
         try:
             rtp, _ = await self.loop.create_datagram_endpoint(
-                lambda: _RtpProtocol(self, leg), sock=leg.rtp_sock)
+                lambda: _RtpProtocol(self, leg), sock=leg.rtp_sock
+            )
             rtcp, _ = await self.loop.create_datagram_endpoint(_Discard, sock=leg.rtcp_sock)
         except OSError as exc:
             log.error("webrtc: call %s: cannot use its RTP socket: %s", leg.id, exc)
             leg.rtp_sock.close()
             leg.rtcp_sock.close()
-            if leg.state.phase is CallPhase.RINGING:
-                self.apply(leg, Input.REJECT, reason="no RTP socket")
+            if leg.state.phase is CallPhase.RINGING and self.endpoint is not None:
+                self.endpoint.reject(leg.call, 503, self._now(), reason="No RTP port")
+                self._sip_input(leg, Input.REMOTE_END, "no RTP socket")
             elif leg.pc is not None:
                 self._media_event(leg, leg.pc, Input.MEDIA_FAILED, "no RTP socket")
             return
@@ -927,13 +1019,15 @@ class WebRtcGateway:
         except RtpError:
             leg.dropped += 1
             return
-        if not any(pt == header.payload_type and codec is Codec.PCMU
-                   for pt, codec in media.receive_codecs):
+        if not any(
+            pt == header.payload_type and codec is Codec.PCMU for pt, codec in media.receive_codecs
+        ):
             leg.dropped += 1
             return
         leg.packets_from_engine += 1
-        leg.playout.push(header.sequence_number,
-                         memoryview(data)[header.payload_start:header.payload_end])
+        leg.playout.push(
+            header.sequence_number, memoryview(data)[header.payload_start : header.payload_end]
+        )
 
     def _stop_media(self, leg: CallLeg) -> None:
         if leg.media_stopped:
@@ -942,8 +1036,11 @@ class WebRtcGateway:
         if leg.timeout is not None:
             leg.timeout.cancel()
             leg.timeout = None
-        if (leg.setup is not None and not leg.setup.done()
-                and leg.setup is not asyncio.current_task()):
+        if (
+            leg.setup is not None
+            and not leg.setup.done()
+            and leg.setup is not asyncio.current_task()
+        ):
             leg.setup.cancel()
         leg.track.stop()
         if leg.pc is not None:
@@ -955,9 +1052,14 @@ class WebRtcGateway:
         elif leg.rtp_task is None or leg.rtp_task.done():
             leg.rtp_sock.close()
             leg.rtcp_sock.close()
-        log.debug("webrtc: call %s media: %d packets from the engine, %d to it, %d dropped, "
-                  "%d underruns", leg.id, leg.packets_from_engine, leg.packets_to_engine,
-                  leg.dropped, leg.playout.underruns)
+        log.debug(
+            "webrtc: call %s media: %d packets from the engine, %d to it, %d dropped, %d underruns",
+            leg.id,
+            leg.packets_from_engine,
+            leg.packets_to_engine,
+            leg.dropped,
+            leg.playout.underruns,
+        )
 
 
 _END_REASONS = {

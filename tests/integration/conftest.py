@@ -59,6 +59,7 @@ class Server:
     port: int
     config: Path
     log: Path
+    http_port: int | None = None  # set by tests that enable the HTTP listener
 
     @property
     def target(self) -> str:

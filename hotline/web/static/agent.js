@@ -10,7 +10,8 @@
   const ui = {
     status: $("status"), message: $("message"), login: $("login"), username: $("username"),
     password: $("password"), loginButton: $("login-button"), desk: $("desk"),
-    agentName: $("agent-name"), logout: $("logout-button"), offer: $("offer"), pop: $("pop"),
+    agentName: $("agent-name"), logout: $("logout-button"), call: $("call"),
+    callTitle: $("call-title"), offer: $("offer"), pop: $("pop"),
     variables: $("variables"), answer: $("answer-button"), reject: $("reject-button"),
     talk: $("talk"), talkState: $("talk-state"), mute: $("mute-button"),
     hangup: $("hangup-button"), idle: $("idle"), remote: $("remote"),
@@ -41,6 +42,9 @@
   function show(view) {
     ui.login.hidden = view !== "login";
     ui.desk.hidden = view === "login";
+    ui.call.hidden = view !== "ringing" && view !== "talking";
+    ui.call.classList.toggle("ringing", view === "ringing");
+    ui.callTitle.textContent = view === "ringing" ? "Incoming call" : "On call";
     ui.offer.hidden = view !== "ringing";
     ui.talk.hidden = view !== "talking";
     ui.idle.hidden = view !== "idle";
@@ -198,6 +202,7 @@
     fill(ui.variables, message.variables || []);
     ui.answer.disabled = false;
     ui.reject.disabled = false;
+    ui.talkState.textContent = "";
     setStatus("Ringing", "warn");
     say("");
     show("ringing");

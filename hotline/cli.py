@@ -9,43 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
 from collections.abc import Sequence
 
 from hotline import __version__
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        out = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        call_id = getattr(record, "call_id", None)
-        if call_id:
-            out["call_id"] = call_id
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False)
-
-
-def setup_logging(level: str, fmt: str = "text", levels: dict[str, str] | None = None) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    for name, lvl in (levels or {}).items():
-        logging.getLogger(name if name.startswith("hotline") else f"hotline.{name}").setLevel(
-            lvl.upper()
-        )
+from hotline.logsetup import setup_logging
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

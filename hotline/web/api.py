@@ -4,7 +4,8 @@ Owns the routes agents' desktops, supervisors and back-office tools use: agents 
 one, login / logout / break / back), call control for an agent's current call (hold,
 resume, mute, consult an expert or a URI, conference, transfer, recording pause),
 supervision (listen, whisper, barge), queues (live status and wait estimates), the expert directory
-("available experts for skill X", explicit presence) and callbacks (numbers masked).
+("available experts for skill X", explicit presence), callbacks (numbers masked), and
+the log level of each subsystem while the engine runs (`GET`/`PUT /api/logging`).
 
 Every request needs ``Authorization: Bearer <token>``, the token read at start-up from
 the environment variable named by `http.api_token_env`; without one configured the API
@@ -18,11 +19,13 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from hotline import logsetup
 from hotline.acd.agents import Back, Break, Login, Logout
 
 if TYPE_CHECKING:
@@ -181,3 +184,18 @@ def add_routes(app: web.Application, acd: Callable[[], ContactCentre | None],
     app.router.add_get("/api/experts", guarded(experts))
     app.router.add_post("/api/experts/{expert}/status", guarded(expert_status))
     app.router.add_get("/api/callbacks", guarded(callbacks))
+
+    async def get_logging(request: web.Request, c: ContactCentre) -> Any:
+        return logsetup.levels()
+
+    async def put_logging(request: web.Request, c: ContactCentre) -> Any:
+        body = await _body(request)
+        name = _text(body, "logger", required=True) or ""
+        level = _text(body, "level", required=True) or ""
+        full = logsetup.set_level(name, level)
+        logging.getLogger("hotline.web").warning("log level of %s set to %s by the API",
+                                                 full, level.lower())
+        return logsetup.levels()
+
+    app.router.add_get("/api/logging", guarded(get_logging))
+    app.router.add_put("/api/logging", guarded(put_logging))

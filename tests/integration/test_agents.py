@@ -260,6 +260,11 @@ def test_star_codes_from_the_agents_phone_and_the_api_change_the_agents_status(
         assert api(http, "POST", "/api/agents/bob/logout", token="x" * 20)[0] == 401
         assert api(http, "GET", "/api/agents/bob")[1]["status"] == "available"
         assert api(http, "GET", "/api/agents/nobody")[0] == 404
+        # Log levels per subsystem while running.
+        status, levels = api(http, "PUT", "/api/logging", {"logger": "acd", "level": "debug"})
+        assert status == 200 and levels["hotline.acd"] == "debug", levels
+        assert api(http, "PUT", "/api/logging", {"logger": "acd", "level": "loud"})[0] == 400
+        assert wait_for(lambda: "log level of hotline.acd set to debug" in server.log_text())
     finally:
         agent.stop()
         assert stop_server(server) == 0

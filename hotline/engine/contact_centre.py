@@ -161,6 +161,7 @@ class Bridge:
     callback_id: str | None = None  # an outgoing callback's id
     callback_agent: Call | None = None  # its agent leg (called first)
     voicemail: str | None = None
+    queued_at: float = 0.0
     connected_at: float | None = None
     recording: bool = False
     ended: bool = False
@@ -476,6 +477,7 @@ class ContactCentre:
             id=call.call_id, caller=call, queue=queue,
             language=say.language_of(args.get("language")), number=caller_number,
             variables=variables, future=future, callback_key=settings.callback_key,
+            queued_at=now,
         )
         self.bridges[bridge.id] = bridge
         self.legs[call] = (bridge, CALLER)
@@ -1044,6 +1046,10 @@ class ContactCentre:
             self._callback_failed(bridge, failure)
             return
         bridge.caller = None
+        if bridge.connected_at is None and bridge.voicemail is None and bridge.queue:
+            self._count("abandoned")  # hung up while waiting
+            log.info("call %s: abandoned after %.1f s in %s", bridge.id,
+                     self.loop.time() - bridge.queued_at, bridge.queue)
         if bridge.voicemail is not None:
             self._save_voicemail(bridge, call)
         if bridge.recording:

@@ -19,31 +19,52 @@ The delay, as WebRTC NetEq measures it. Each packet's transit is its arrival tim
 its timestamp (in samples); its relative delay is that transit minus the smallest
 transit over the last `window` seconds (the fastest path through the network). Transits
 are kept as a histogram of 8-sample (1 ms) buckets, so a packet costs a dictionary
-increment, not a sort. The target delay is the `quantile` (95 % by default) of the
-relative delays, plus the alignment 30 ms packets need against a 20 ms tick, kept
-within `min_delay` and `max_delay`. So that it grows fast on a spike, the same quantile
-is also taken over the last `recent` packets alone (by default 25: the second latest of
-half a second decides) and the larger of the two counts. It is recomputed every
-`update_ticks` ticks, and within 5 ticks when a packet comes later than the target
-allows; it grows at once and shrinks by at most `shrink_rate` seconds per second. The
-playout delay in force is measured the same way — ``now − smallest transit − playout
-point`` — so it does not depend on how full the buffer happens to be.
+increment, not a sort. The target delay is the `quantile` (98.5 % by default) of the
+relative delays, plus the alignment packets need against the tick (a packet that starts
+k samples into a frame must be there k samples early: 10 ms for 30 ms packets against a
+20 ms tick, none when their edges meet), kept within `min_delay` and `max_delay`.
+
+Spikes do not set the target. The quantile is capped at Tukey's far-out fence of the
+window — its third quartile plus `body_span` (3) times its interquartile range — so a
+few percent of packets far beyond the body of the distribution (a stall every ten
+seconds) leave it alone: they are ridden out (below) and the delay they leave behind is
+shed. What does lift the target at once is a packet that comes after its place was
+played while the delay in force was at the target (not while shedding what a stall
+left): the target grows to cover its relative delay, so a rough spell costs a few late
+packets before the quartiles follow. (With `recent` set, the quantile is also taken over
+the last `recent` packets alone, and that part follows them down as fast as it rose.)
+The target is recomputed every `update_ticks` ticks, and within 5 ticks when a packet
+comes later than it allows; it grows at once and shrinks by at most `shrink_rate`
+seconds per second. The playout delay in force is measured the same way — ``now −
+smallest transit − playout point`` — so it does not depend on how full the buffer
+happens to be.
+
+The reference is checked. A packet whose timestamp ran ahead of the stream has the
+smallest transit, and every later packet would look late by as much. Where a gap wider
+than `outlier_gap` splits the window's transits, the low side goes when at least as many
+packets as it holds (and 10 or more) came after its last one, all above the gap — an
+early outlier, or a fast start the network has left; the high side goes when all of it
+is older than the low side and 10 or more packets confirm the low side — the stream
+moved to a faster path, or its timestamps stepped ahead for good. `outliers` counts the
+records dropped; the reference and target are then recomputed from the rest at once
+(within 16 ticks of a step down). A spike over the body of the window drops nothing.
 
 How the delay follows its target (no time-stretching; that is out of scope):
 
 * Shrink: when the delay exceeds the target by a frame or more and the next frame is
   quiet (every code in `quiet_codes`; see `quiet_code_table`) and the frame after it is
-  there, that frame is dropped (`Frame.dropped`). Only when the excess passes
-  `force_excess` is a frame that is not quiet dropped.
+  there, that frame is dropped (`Frame.dropped`) — as many quiet frames in one tick as
+  the excess allows. Only when the excess passes `force_excess` is a frame that is not
+  quiet dropped, one per tick.
 * Grow: when the delay is below the target and the next frame is quiet, or the deficit
   passes `urgent_deficit`, a frame is inserted: the tick returns an EXPANDED frame with
   no samples (the concealment fills it) and the playout point stays. Running dry does
   the same: EXPANDED while waiting, so a delay spike is ridden out, not turned into late
   loss; after `idle` seconds dry the buffer counts BUFFERING (silence suppression, hold)
   and, when audio returns, it skips the gap and waits until the target delay is met.
-* A missing frame with audio after it is waited for while the delay is below target,
-  else concealed (CONCEALED, the playout point moves on). A gap the delay can afford to
-  skip is skipped rather than concealed, frame by frame.
+* A frame missing in whole or in part, with audio after it, is waited for while the
+  delay is below target, else concealed (CONCEALED, the playout point moves on). A gap
+  the delay can afford to skip is skipped rather than concealed, frame by frame.
 
 `quiet_codes` None means the content is not looked at: every frame counts as quiet.
 
@@ -127,6 +148,7 @@ _BUFFERED = PacketOutcome.BUFFERED
 _SOON_TICKS = 5  # a late packet has the target updated within this many ticks
 _BUCKET_SHIFT = 3  # transits are kept in buckets of 8 samples (1 ms at 8 kHz)
 _CONFIRM_PACKETS = 10  # later packets, at least, that must all undercut an outlier
+_STEP_CHECK_TICKS = 16  # ticks after a step down of the reference before it is checked
 _RECENT_QUANTILE = 0.95  # of the `recent` packets' relative delays (25: the second latest)
 
 
@@ -154,7 +176,7 @@ class JitterStats:
     discarded_samples: int  # received samples dropped by a resync
     target_delay: float
     delay: float | None  # the playout delay in force at `now`, None before audio
-    outliers: int = 0  # packets whose timing was dropped: they ran ahead of the stream
+    outliers: int = 0  # timing records dropped as off the stream's path (see the docs)
 
 
 def quiet_code_table(decoded: Iterable[int], level: int = DEFAULT_QUIET_LEVEL) -> bytes:
@@ -210,17 +232,19 @@ class JitterBuffer:
         "_next_update",
         "_ones",
         "_outlier_gap",
+        "_outlier_span",
         "_pending",
         "_pos",
         "_rate",
         "_seen",
         "_shrink",
         "_silence",
-        "_slow",
         "_sizes",
+        "_slow",
         "_ssrc",
         "_starved",
         "_state",
+        "_step_check",
         "_target",
         "_tmin",
         "_ts_ref",
@@ -264,9 +288,9 @@ class JitterBuffer:
         subframe_samples: int = 80,
         fill: int = 0xFF,
         quiet_codes: bytes | None = None,
-        quantile: float = 0.95,
+        quantile: float = 0.985,
         window: float = 5.0,
-        recent: int = 25,
+        recent: int | None = None,
         initial_delay: float = 0.06,
         min_delay: float = 0.01,
         max_delay: float = 0.5,
@@ -314,8 +338,8 @@ class JitterBuffer:
             )
         if not body_span > 0:
             raise ValueError(f"body_span must be positive, got {body_span}")
-        if recent < 1:
-            raise ValueError(f"recent must be at least 1 packet, got {recent}")
+        if recent is not None and recent < 1:
+            raise ValueError(f"recent must be at least 1 packet (or None), got {recent}")
         if update_ticks < 1:
             raise ValueError(f"update_ticks must be at least 1, got {update_ticks}")
         rate = float(clock_rate)
@@ -340,6 +364,7 @@ class JitterBuffer:
         self._idle_ticks = max(1, math.ceil(idle * rate / frame_samples))
         self._jump = jump * rate
         self._outlier_gap = max(1, round(outlier_gap * rate) >> _BUCKET_SHIFT)  # buckets
+        self._outlier_span = float(self._outlier_gap << _BUCKET_SHIFT)  # samples
         self._update_ticks = update_ticks
         self._full = b"\x01" * frame_samples
         self._full2 = b"\x01" * (2 * frame_samples)
@@ -392,6 +417,7 @@ class JitterBuffer:
         self._late_above = self._target - self._align  # relative delay that asks for more
         self._sizes: dict[int, bytes] = {}  # packet sizes seen: a run of ones that long
         self._next_update = 0
+        self._step_check = 0  # the tick at which a step down of the reference is checked
         self._last_update: float | None = None
         self._starved = 0  # consecutive ticks with nothing buffered
 
@@ -552,6 +578,13 @@ class JitterBuffer:
             self._forget(arrival_now)
         if relative < 0.0:
             self._tmin = transit
+            if relative < -self._outlier_span:
+                # A step down by more than the outlier gap: see soon whether the
+                # packets after it confirm the new reference or all undercut it.
+                check = self.frames + _STEP_CHECK_TICKS
+                self._step_check = check
+                if check < self._next_update:
+                    self._next_update = check
         elif relative > self._late_above:
             self._look_soon()  # later than the current target allows
         if not n:  # nothing to play, but its timing counts
@@ -562,11 +595,11 @@ class JitterBuffer:
         if offset + n <= 0:
             self.late += 1
             self.late_samples += n
-            self._look_soon()
+            self._cover(relative, offset)
             return PacketOutcome.LATE
         if offset < 0:  # the front of it is late; keep the rest
             self.late_samples -= offset
-            self._look_soon()
+            self._cover(relative, offset)
             payload = payload[-offset:]
             n += offset
             offset = 0
@@ -609,6 +642,26 @@ class JitterBuffer:
         if outcome is _BUFFERED:
             self.buffered += 1
         return outcome
+
+    def _cover(self, relative: float, offset: int) -> None:
+        """A packet came `-offset` samples after its place was played: unless the
+        delay in force then (its relative delay less that) was already a frame or
+        more above the target — the buffer is shedding what a stall left, and this is
+        a straggler of the stall — the target grows at once to cover its relative
+        delay. It is looked at again soon either way."""
+        if relative + offset >= self._target + self.frame_samples:
+            self._look_soon()
+            return
+        wanted = min(
+            self._max_delay,
+            max(self._min_delay, relative + (1 << _BUCKET_SHIFT)) + self._align,
+        )
+        if wanted > self._slow:
+            self._slow = wanted
+        if wanted > self._target:
+            self._target = wanted
+            self._late_above = wanted - self._align
+        self._look_soon()
 
     def _look_soon(self) -> None:
         """Update the target within `_SOON_TICKS` ticks (a packet came later than it
@@ -723,7 +776,7 @@ class JitterBuffer:
             top = math.ceil(body)
         recent = self.recent
         fast = low
-        if count > recent:
+        if recent is not None and count > recent:
             latest = sorted(itertools.islice(buckets, count - recent, count))
             fast = latest[max(0, math.ceil(_RECENT_QUANTILE * recent) - 1)]
         width = 1 << _BUCKET_SHIFT
@@ -739,47 +792,68 @@ class JitterBuffer:
         self._late_above = self._target - align
 
     def _drop_outliers(self, keys: list[int]) -> bool:
-        """Drop the timing records of packets that ran ahead of the stream; returns
-        whether any were dropped (the reference and the target then start afresh).
+        """Drop the timing records that later packets show to be off the stream's
+        path; returns whether any were dropped (the reference and the target then
+        start afresh).
 
-        `keys` are the histogram's buckets, sorted. A record is an outlier when its
-        transit lies below a gap wider than `outlier_gap` (nothing in between) and at
-        least as many packets as lie below the gap, and `_CONFIRM_PACKETS` or more,
-        arrived after the last of them, every one above the gap: the later packets all
-        undercut it, so the stream did not go on where its timestamp pointed. A packet
-        whose timestamp ran ahead is such an outlier; so is the fastest path of a short
-        start that the network has since left for a slower one. The records below the
-        highest such gap go; a faster path that later packets keep taking is never
-        dropped (they are not all above it), nor is the body of the window under a
-        spike (it is not outnumbered)."""
+        `keys` are the histogram's buckets, sorted. Where a gap wider than
+        `outlier_gap` (no record in between) splits the window into a low and a high
+        side, the low side having at most as many records as the high side:
+
+        * the low side goes when the packets that arrived after the last of its
+          records are all on the high side, and number as many as the low side and
+          `_CONFIRM_PACKETS` at least: the later packets all undercut it. A packet
+          whose timestamp ran ahead is such an outlier, and so is the fastest path of
+          a short start that the network has since left for a slower one.
+        * the high side goes when all its records are older than all the low side's
+          and the low side holds `_CONFIRM_PACKETS` records or more: the stream has
+          moved to a faster path (or its timestamps stepped ahead) and stays there, so
+          the old path no longer says anything about lateness.
+
+        The body of a window under a spike is never dropped (the spike's packets are
+        fewer and come after it), nor a faster path that packets keep taking."""
         counts, buckets = self._counts, self._buckets
         count = len(buckets)
         gap = self._outlier_gap
         below = 0
-        split = -1
-        dropped = 0
+        low_split: int | None = None
+        high_split: int | None = None
         for key, above in itertools.pairwise(keys):
             below += counts[key]
             if 2 * below > count:
                 break
             if above - key <= gap:
                 continue
-            after = 0
+            run = 0  # the latest records that lie on the same side as the last one
+            high_last = buckets[-1] > key
             for bucket in reversed(buckets):
-                if bucket <= key:
+                if (bucket > key) != high_last:
                     break
-                after += 1
-            if after >= below and after >= _CONFIRM_PACKETS:
-                split, dropped = key, below
-        if not dropped:
+                run += 1
+            if high_last:
+                if run >= below and run >= _CONFIRM_PACKETS:
+                    low_split = key  # the highest such gap drops the most
+            elif run == below and below >= _CONFIRM_PACKETS:
+                high_split = key
+                break  # the lowest such gap: everything above it is the old path
+        if high_split is not None:
+            drop = [k for k in keys if k > high_split]
+            keep_low = True
+            split = high_split
+        elif low_split is not None:
+            drop = [k for k in keys if k <= low_split]
+            keep_low = False
+            split = low_split
+        else:
             return False
-        kept = [(t, b) for t, b in zip(self._arrivals, buckets, strict=True) if b > split]
+        kept = [
+            (t, b) for t, b in zip(self._arrivals, buckets, strict=True) if (b <= split) == keep_low
+        ]
         self._arrivals = deque(t for t, _ in kept)
         self._buckets = deque(b for _, b in kept)
-        for key in keys:
-            if key > split:
-                break
-            del counts[key]
+        dropped = 0
+        for key in drop:
+            dropped += counts.pop(key)
         self.outliers += dropped
         return True
 
@@ -807,7 +881,9 @@ class JitterBuffer:
             return Frame(FrameOutcome.BUFFERING, self._silence, 0, 0, 0, 0)
         if self.frames >= self._next_update:
             self._update_target(now)
-            self._next_update = self.frames + self._update_ticks
+            upcoming = self.frames + self._update_ticks
+            step_check = self._step_check
+            self._next_update = step_check if self.frames < step_check < upcoming else upcoming
         frame = self.frame_samples
         delay = now * self._rate - self._tmin - self._pos
         target = self._target

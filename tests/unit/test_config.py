@@ -47,7 +47,7 @@ CORPUS: dict[str, list[str]] = {
     "unknown_key.yaml": [
         "unknown_key.yaml:2:1: unknown key 'sipp' (did you mean 'sip'?); expected one of: "
         "node_name, sip, limits, registrar, rtp, paths, database, http, ivr, booking, acd, "
-        "logging",
+        "webrtc, logging",
         "unknown_key.yaml:5:3: logging: unknown key 'levle' (did you mean 'level'?); "
         "expected one of: level, format, levels",
     ],

@@ -1418,6 +1418,9 @@ class MediaCore:
 # -- the asyncio side -----------------------------------------------------------------
 
 TICK_BUCKETS = (0.001, 0.002, 0.005, 0.010, 0.015, 0.020, 0.030, 0.050, 0.100, 0.250)
+LOAD_SMOOTHING = 0.02  # per tick: the load average follows about the last second
+OVERLOAD_LOAD = 0.8  # ticks busy (or late) for 80 % of their period: refuse new calls
+OVERLOAD_HOLD = 2.0  # seconds after skipped ticks during which new calls are refused
 
 
 class Histogram:
@@ -1552,6 +1555,8 @@ class MediaLoop:
         self._closed = False
         self.tick_errors = 0
         self.tick_seconds = Histogram(TICK_BUCKETS)  # how long each tick took
+        self.load = 0.0  # share of the tick period the ticks take (moving average, ~1 s)
+        self.last_skip = -math.inf  # when ticks were last skipped to catch up
         self.tick_lateness = Histogram(TICK_BUCKETS)  # how late each tick began
 
     # -- legs ------------------------------------------------------------------------
@@ -1713,6 +1718,12 @@ class MediaLoop:
             self._handle.cancel()
             self._handle = None
 
+    def overloaded(self) -> bool:
+        """Is the media plane at its limit — ticks taking (or starting late by) most of
+        their period, or skipped in the last seconds? New calls should be refused then:
+        one more leg would degrade every call's audio."""
+        return self.load > OVERLOAD_LOAD or self.loop.time() - self.last_skip < OVERLOAD_HOLD
+
     # -- the tick ----------------------------------------------------------------------
 
     def _fire(self) -> None:
@@ -1727,8 +1738,12 @@ class MediaLoop:
         except Exception:
             self.tick_errors += 1
             log.exception("media tick %d failed", slot.index)
-        self.tick_seconds.observe(time.perf_counter() - started)
+        took = time.perf_counter() - started
+        self.tick_seconds.observe(took)
         self.tick_lateness.observe(max(0.0, slot.lateness))
+        self.load += LOAD_SMOOTHING * ((took + max(0.0, slot.lateness)) / TICK_SECONDS - self.load)
+        if slot.skipped:
+            self.last_skip = now
         if self.core.legs and not self._closed:
             self._handle = self.loop.call_at(self.schedule.next_due, self._fire)
         else:

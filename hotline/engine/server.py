@@ -117,6 +117,7 @@ class Engine:
         self._drain_pending = False
         self._reloading = False
         self.acd: ContactCentre | None = None
+        self.media_refusals = 0  # new calls refused because the media tick is overloaded
         self.webrtc: WebRtcGateway | None = None
         env = config.http.api_token_env
         token = os.environ.get(env, "") if env else ""
@@ -502,6 +503,12 @@ class Engine:
             if not agent_code and self.flows.route(call.dialled) is None:
                 ep.reject(call, 404, now, "No flow for this number")
                 log.info("call %s to %r: no flow answers it (404)", call.call_id, call.dialled)
+                return
+            if self.media is not None and self.media.overloaded():
+                self.media_refusals += 1
+                ep.reject(call, 503, now, "Media overloaded", [("Retry-After", "5")])
+                log.warning("call %s refused: the media tick is overloaded (load %.2f)",
+                            call.call_id, self.media.load)
                 return
             try:
                 port = self.ports.allocate()

@@ -35,6 +35,11 @@ __all__ = ["LocalAddr", "Peer", "SipTransports"]
 log = logging.getLogger("hotline.transport")
 
 SOCKET_BUFFER = 4 * 1024 * 1024  # bytes asked for SO_RCVBUF and SO_SNDBUF of UDP sockets
+# asyncio reads one datagram per socket per turn of the loop; a turn that also runs a
+# media tick and hundreds of RTP reads is long, so SIP would queue behind media. Each
+# readiness of a SIP socket drains up to this many datagrams at once instead.
+UDP_DRAIN = 64
+MAX_DATAGRAM = 65536  # a UDP payload is at most 65,507 bytes: one read takes any
 WRITE_HIGH_WATER = 1024 * 1024  # bytes buffered towards one peer before it counts as stuck
 CONNECT_TIMEOUT = 10.0  # seconds for DNS resolution or a TCP connect to finish
 CLOSE_LINGER = 5.0  # seconds a closing connection may take to flush before it is aborted
@@ -167,6 +172,7 @@ class _UdpListener(asyncio.DatagramProtocol):
         self.local = LocalAddr("udp", "", 0)
         self.sending = False  # inside transport.sendto(): errors reported now are ours
         self.send_error: Exception | None = None
+        self.sock: socket.socket | None = None  # the bound socket, for draining
 
     @property
     def usable(self) -> bool:
@@ -178,6 +184,18 @@ class _UdpListener(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         self.owner._udp_received(self, data, addr)
+        sock = self.sock
+        if sock is None:
+            return
+        for _ in range(UDP_DRAIN - 1):  # what else is already waiting, now
+            try:
+                more, source = sock.recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. an ICMP error queued on the socket
+                self.error_received(exc)
+                return
+            self.owner._udp_received(self, more, source)
 
     def error_received(self, exc: Exception) -> None:
         if self.sending:
@@ -372,6 +390,7 @@ class SipTransports:
         if kind_name == "udp":
             listener = _UdpListener(self, family)
             listener.local = local
+            listener.sock = sock
             try:
                 await loop.create_datagram_endpoint(lambda: listener, sock=sock)
             except BaseException:

@@ -137,6 +137,16 @@ class EngineCollector(Collector):
                              media.tick_seconds)
             yield _histogram("hotline_media_tick_lateness_seconds",
                              "How late each media tick began", media.tick_lateness)
+            load = GaugeMetricFamily("hotline_media_load", "Share of the 20 ms tick period "
+                                     "the media ticks take, late start included (about the "
+                                     "last second); above 0.8 new calls are refused")
+            load.add_metric([], media.load)
+            yield load
+            refused = CounterMetricFamily("hotline_calls_refused_media_overload",
+                                          "New calls refused (503) because the media tick "
+                                          "was overloaded")
+            refused.add_metric([], float(engine.media_refusals))
+            yield refused
             skipped = CounterMetricFamily("hotline_media_ticks_skipped",
                                           "Ticks skipped to catch up after a stall")
             skipped.add_metric([], float(media.schedule.skipped_ticks))

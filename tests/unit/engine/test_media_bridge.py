@@ -273,3 +273,30 @@ def test_join_checks_its_arguments() -> None:
         n.core.join("a", "c", coach="b")
     with pytest.raises(KeyError):
         n.core.join("nobody", "c")
+
+
+def test_the_media_loop_reports_overload_from_its_load_and_skipped_ticks() -> None:
+    import asyncio
+    import math
+
+    from hotline.engine.media_loop import OVERLOAD_HOLD, MediaLoop
+
+    loop = asyncio.new_event_loop()
+    try:
+        media = MediaLoop(loop, "127.0.0.1", on_digit=lambda *a: None,
+                          on_inactive=lambda k: None)
+        assert not media.overloaded()
+        media.load = 0.79
+        assert not media.overloaded()
+        media.load = 0.81
+        assert media.overloaded()
+        media.load = 0.1
+        media.last_skip = loop.time()
+        assert media.overloaded()  # skipped ticks a moment ago
+        media.last_skip = loop.time() - OVERLOAD_HOLD - 0.1
+        assert not media.overloaded()
+        assert math.isinf(MediaLoop(loop, "127.0.0.1", on_digit=lambda *a: None,
+                                    on_inactive=lambda k: None).last_skip)
+        media.close()
+    finally:
+        loop.close()

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CONFIG ?= config.yaml
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv deps sysdeps lint typecheck bench-sip-cps bench-dtmf bench-ivr-load bench-booking bench-media-tick clean
+.PHONY: run test venv deps sysdeps lint typecheck bench-sip-cps bench-dtmf bench-ivr-load bench-booking bench-media-tick bench-jitter bench-bridge-load clean
 
 # Debian's python3 lacks ensurepip until python3-venv is installed: add it when root.
 $(BIN)/python:
@@ -87,3 +87,16 @@ bench-media-tick: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# Jitter buffer + PLC vs aiortc, libspeexdsp, fixed buffers, spandsp PLC; PESQ on espeak-ng
+# speech through seeded network profiles. ARGS=--quick, --json PATH, --seed N
+bench-jitter: $(STAMP)
+	$(call apt_install,/sbin/ldconfig -p 2>/dev/null | grep -q 'libspeexdsp\.so\.1 ' || missing="$$missing libspeexdsp1"; \
+	/sbin/ldconfig -p 2>/dev/null | grep -q 'libspandsp\.so\.2 ' || missing="$$missing libspandsp2"; \
+	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng";)
+	$(BIN)/python bench/jitter.py $(ARGS)
+
+# SIPp callers bridged to SIPp agents at rising concurrency, against an IVR-only baseline.
+# ARGS=--quick (20/50), --levels 100,200,400, --json PATH
+bench-bridge-load: $(STAMP) sysdeps
+	$(BIN)/python bench/bridge_load.py $(ARGS)

@@ -746,9 +746,12 @@ class JitterBuffer:
                 del counts[bucket]
 
     def _update_target(self, now: float) -> None:
-        """Recompute the target from the transit histogram: its lowest bucket is the
+        """Recompute the target from the transit histogram, after dropping records
+        later packets show to be off the stream's path: the lowest bucket is the
         fastest path, and the quantile's bucket (its upper edge: rounding errs on the
-        side of delay) gives the spread; likewise over the most recent packets."""
+        side of delay), capped at the window's far-out fence, gives the spread. That
+        part grows at once and shrinks at `shrink_rate` (at once after outliers went);
+        the part from the `recent` packets, when set, follows them both ways."""
         self._forget(now)
         buckets = self._buckets
         last = self._last_update
@@ -787,8 +790,8 @@ class JitterBuffer:
             self._slow = wanted
         elif last is not None and now > last:
             self._slow = max(wanted, self._slow - self._shrink * (now - last))
-        spike = min(ceiling, max(floor, (fast + 1 - low) * width) + align)
-        self._target = max(self._slow, spike)
+        quick = min(ceiling, max(floor, (fast + 1 - low) * width) + align)
+        self._target = max(self._slow, quick)
         self._late_above = self._target - align
 
     def _drop_outliers(self, keys: list[int]) -> bool:

@@ -25,6 +25,7 @@ import datetime as dt
 import itertools
 import logging
 import re
+import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1493,12 +1494,26 @@ class ContactCentre:
         self._route(ExpertStatusSet(expert_id, value, note))
         return self.expert_view(expert_id)
 
+    def _wall(self, at: float) -> str:
+        """A loop-clock instant as UTC ISO-8601 (for people and other systems)."""
+        offset = time.time() - self.loop.time()
+        return dt.datetime.fromtimestamp(at + offset, dt.UTC).isoformat(timespec="seconds")
+
+    def agent_history(self, agent_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The agent's latest status and state changes, newest first."""
+        agent = self.router.agent(agent_id)
+        return [{"at": self._wall(c.at), "cause": c.cause, "status": c.status.value,
+                 "state": c.state.value, "reason": c.reason, "call": c.call_id}
+                for c in list(agent.history)[::-1][:limit]]
+
     def agent_view(self, agent_id: str) -> dict[str, Any]:
         agent = self.router.agent(agent_id)
         bridge = next((b for b in self.bridges.values() if b.agent_id == agent_id), None)
         return {
             "id": agent.id, "name": agent.config.name,
             "status": agent.status.value, "state": agent.state.value,
+            "status_since": self._wall(agent.status_since),
+            "state_since": self._wall(agent.state_since),
             "break_reason": getattr(agent, "break_reason", None),
             "call": agent.call_id, "skills": dict(agent.config.skills),
             "registered": bool(self.registrar.lookup_user(agent_id, self.loop.time())),

@@ -105,6 +105,12 @@ def add_routes(app: web.Application, acd: Callable[[], ContactCentre | None],
             raise ApiError(404, f"no agent {agent_id!r}")
         return c.agent_view(agent_id)
 
+    async def history(request: web.Request, c: ContactCentre) -> Any:
+        agent_id = request.match_info["agent"]
+        if agent_id not in c.router.agents:
+            raise ApiError(404, f"no agent {agent_id!r}")
+        return c.agent_history(agent_id)
+
     async def status(request: web.Request, c: ContactCentre) -> Any:
         agent_id = request.match_info["agent"]
         action = request.match_info["action"]
@@ -178,6 +184,7 @@ def add_routes(app: web.Application, acd: Callable[[], ContactCentre | None],
 
     app.router.add_get("/api/agents", guarded(agents))
     app.router.add_get("/api/agents/{agent}", guarded(agent))
+    app.router.add_get("/api/agents/{agent}/history", guarded(history))
     app.router.add_post("/api/agents/{agent}/{action:login|logout|break|back}", guarded(status))
     app.router.add_post("/api/agents/{agent}/call/{action}", guarded(call))
     app.router.add_get("/api/queues", guarded(queues))

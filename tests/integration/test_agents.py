@@ -246,6 +246,9 @@ def test_star_codes_from_the_agents_phone_and_the_api_change_the_agents_status(
         # The engine answered, said so, and hung up by itself.
         assert wait_for(lambda: call.state == CallState.ENDED, 10)
         assert api(http, "GET", "/api/agents/bob")[1]["status"] == "available"
+        history = api(http, "GET", "/api/agents/bob/history")[1]
+        assert history[0]["cause"] == "login" and history[0]["status"] == "available", history
+        assert history[0]["at"].endswith("+00:00")
         status, view = api(http, "POST", "/api/agents/bob/break", {"reason": "lunch"})
         assert status == 200 and view["status"] == "on_break", view
         assert view["break_reason"] == "lunch"

@@ -1,5 +1,5 @@
-"""The `hotline` command line: `hotline serve`, `hotline flow …`, `hotline booking …` and
-`hotline closure …`.
+"""The `hotline` command line: `hotline serve`, `hotline flow …`, `hotline booking …`,
+`hotline cdr …` and `hotline closure …`.
 
 Owns argument parsing, logging set-up and exit codes; the work is done by
 hotline.engine (serve) and the other packages.
@@ -95,9 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--config", default="config.yaml")
     c.set_defaults(func=_cmd_closure)
     from hotline.bookingcli import add_parser as add_booking_parser
+    from hotline.cdrcli import add_parser as add_cdr_parser
     from hotline.flowcli import add_parser as add_flow_parser
 
     add_booking_parser(sub)
+    add_cdr_parser(sub)
 
     add_flow_parser(sub)
     return p

@@ -32,7 +32,7 @@ from hotline.booking.geo import shipped_postcodes
 from hotline.booking.model import OutboxMessage, generate_slots, holidays_for
 from hotline.booking.rules import Rules, default_rules, load_rules
 from hotline.booking.service import BookingService, CallContext
-from hotline.booking.store import Actor, BookingStore, open_store
+from hotline.booking.store import Actor, Store, open_store
 from hotline.config import Config
 
 log = logging.getLogger("hotline.booking")
@@ -54,7 +54,7 @@ class Bookings:
     def __init__(self, config: Config, tz: str) -> None:
         self.config = config
         self.tz = zoneinfo.ZoneInfo(tz)
-        self.store: BookingStore = open_store(config.database.dsn)
+        self.store: Store = open_store(config.database.dsn)
         rules_path = config.booking.rules
         self.rules: Rules = load_rules(rules_path) if rules_path is not None else default_rules()
         self.service = BookingService(self.store, self.rules, self.now)

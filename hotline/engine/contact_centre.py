@@ -163,6 +163,9 @@ class Bridge:
     callback_agent: Call | None = None  # its agent leg (called first)
     voicemail: str | None = None
     queued_at: float = 0.0
+    waited: float | None = None  # from joining the queue to an agent answering (or leaving)
+    transferred_to: str | None = None
+    ended_by: str | None = None  # which side's hang-up ended the bridge
     connected_at: float | None = None
     recording: bool = False
     ended: bool = False
@@ -276,6 +279,8 @@ class ContactCentre:
         self.legs: dict[Call, tuple[Bridge | None, str]] = {}
         self.star: dict[Call, tuple[str, AgentCommand | None, str | None]] = {}
         self._callbacks: dict[str, Bridge] = {}
+        # Legs of finished bridges, until their own end is reported (for their CDRs).
+        self._finished: dict[Call, tuple[Bridge, str]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._music: dict[str, Int16Array] = {}
@@ -508,6 +513,7 @@ class ContactCentre:
             return future
         self.bridges[bridge.id] = bridge
         self.legs[call] = (bridge, CALLER)
+        bridge.transferred_to = to
         with contextlib.suppress(KeyError, ValueError):
             self.media.play(call, RINGBACK, tag=("acd", "music"), loop=True)
             bridge.music = True
@@ -621,6 +627,7 @@ class ContactCentre:
         bridge.agent = agent
         bridge.agent_id = action.agent_id
         bridge.connected_at = self.loop.time()
+        bridge.waited = action.waited
         self.legs[agent] = (bridge, AGENT)
         self._stop(bridge.caller)
         self._stop(agent)
@@ -1002,8 +1009,32 @@ class ContactCentre:
         with contextlib.suppress(KeyError, ValueError):
             self.media.play(call, self._music_for(queue), tag=("acd", "music"), loop=True)
 
+    def cdr_facts(self, call: Call) -> dict[str, Any]:
+        """What the contact centre knows of a leg for its call detail record (call before
+        `on_ended`): queue, wait, agent, transfer target, and whether the peer is an
+        agent's phone or the agent's hang-up ended it."""
+        entry = self.legs.get(call)
+        found = (entry[0], entry[1]) if entry is not None and entry[0] is not None else None
+        if found is None:
+            found = self._finished.get(call)
+        if found is None:
+            return {"remote_agent": entry is not None and entry[1] in (OFFER, AGENT, CB_AGENT)}
+        bridge, role = found
+        facts: dict[str, Any] = {"remote_agent": role in (OFFER, AGENT, CB_AGENT),
+                                 "ended_by_agent": bridge.ended_by == "agent"}
+        if role == CALLER:
+            waited = bridge.waited
+            if waited is None and bridge.queue and bridge.connected_at is None:
+                waited = self.loop.time() - bridge.queued_at
+            facts.update(queue=bridge.queue or None, queue_wait_s=waited,
+                         agent=bridge.agent_id, transferred_to=bridge.transferred_to)
+        elif role in (AGENT, OFFER, CB_AGENT):
+            facts.update(queue=bridge.queue or None, agent=bridge.agent_id or bridge.offer_agent)
+        return facts
+
     def on_ended(self, call: Call, reason: EndReason, status: int | None) -> None:
         """A leg we own ended (either side)."""
+        self._finished.pop(call, None)
         entry = self.legs.pop(call, None)
         self.star.pop(call, None)
         if entry is None:
@@ -1047,6 +1078,8 @@ class ContactCentre:
             self._callback_failed(bridge, failure)
             return
         bridge.caller = None
+        if bridge.connected_at is None and bridge.queue and bridge.waited is None:
+            bridge.waited = self.loop.time() - bridge.queued_at
         if bridge.connected_at is None and bridge.voicemail is None and bridge.queue:
             self._count("abandoned")  # hung up while waiting
             log.info("call %s: abandoned after %.1f s in %s", bridge.id,
@@ -1077,6 +1110,7 @@ class ContactCentre:
         if bridge.ended:
             return
         bridge.ended = True
+        bridge.ended_by = side
         self.bridges.pop(bridge.id, None)
         if bridge.future is not None and not bridge.future.done():
             bridge.future.cancel()
@@ -1086,6 +1120,9 @@ class ContactCentre:
         for leg in (bridge.caller, bridge.agent, bridge.offer, bridge.consult,
                     bridge.supervisor, bridge.callback_agent, *bridge.others):
             if leg is not None:
+                entry = self.legs.get(leg)
+                if entry is not None and entry[0] is bridge:
+                    self._finished[leg] = (bridge, entry[1])
                 self.legs[leg] = (None, OTHER)
                 self._hangup(leg, [("X-Hotline-Result", f"ended_by_{side}")])
         log.info("call %s: over (%s hung up)", bridge.id, side)
@@ -1268,6 +1305,8 @@ class ContactCentre:
     def _transfer_to_consult(self, bridge: Bridge) -> None:
         third = bridge.consult
         assert third is not None
+        if bridge.transferred_to is None:
+            bridge.transferred_to = bridge.consult_expert or str(third.invite.uri)
         bridge.consult = None
         bridge.consult_answered = False
         bridge.others.append(third)
@@ -1286,6 +1325,7 @@ class ContactCentre:
 
     def _blind_transfer(self, bridge: Bridge, to: str) -> None:
         target, peer = self._target(to)
+        bridge.transferred_to = to
         self._set_hold(bridge, True)
         call = self._invite(target, peer, [("X-Hotline-Call", bridge.id),
                                            ("X-Hotline-Transfer", "blind")],
@@ -1316,7 +1356,7 @@ class ContactCentre:
         if 200 <= status < 300:
             log.info("call %s: the caller's side reached %s: transferred", bridge.id,
                      bridge.refer_to)
-            bridge.refer_to = None
+            bridge.transferred_to, bridge.refer_to = bridge.refer_to, None
             self._count("transfers_completed")
             self._hangup(call, [("X-Hotline-Result", "transferred")])
         else:

@@ -125,12 +125,13 @@ class IvrCalls:
         if state is not None and isinstance(tag, int):
             self._feed(state, it.PlayDone(tag, completed))
 
-    def ended(self, key: Hashable, quality: CallQuality | None = None) -> None:
+    def ended(self, key: Hashable, quality: CallQuality | None = None) -> IvrCall | None:
         """The call is over (either side); the session hears of a caller hang-up. The
-        media's RTCP figures go into the trace's header."""
+        media's RTCP figures go into the trace's header. Returns the call's flow state
+        (its result final), None when no flow ran on it."""
         state = self.calls.pop(key, None)
         if state is None:
-            return
+            return None
         state.ended = True
         state.quality = None if quality is None else dataclasses.asdict(quality)
         if state.session.finished is None:
@@ -143,6 +144,7 @@ class IvrCalls:
         log.info("call %s: flow %s ended: %s", state.call_id, state.loaded.flow.name, result)
         if self.trace_dir is not None:
             self.loop.run_in_executor(None, self._write_trace, state)
+        return state
 
     def close(self) -> None:
         if self._timer is not None:

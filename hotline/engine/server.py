@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import gc
 import logging
 import os
@@ -18,6 +19,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hotline.cdr import DEFAULT_PLAYOUT_MS, CallRecord, Direction, hangup_side, media_quality
 from hotline.config import Config
 from hotline.engine.bookings import Bookings
 from hotline.engine.callback_store import FileCallbackRepository
@@ -25,12 +27,13 @@ from hotline.engine.closures import closures_file, read_closures
 from hotline.engine.contact_centre import ContactCentre
 from hotline.engine.flows import FlowSet
 from hotline.engine.gctune import GcStats, freeze_startup, full_collection_due, tune
-from hotline.engine.ivr_calls import IvrCalls
-from hotline.engine.media_loop import DtmfMethod, Histogram, MediaLoop
+from hotline.engine.ivr_calls import IvrCall, IvrCalls
+from hotline.engine.media_loop import DtmfMethod, Histogram, MediaLeg, MediaLoop
 from hotline.engine.ports import PortsExhausted, RtpPortPool
 from hotline.engine.transport import SipTransports
 from hotline.engine.tts import espeak_synthesise
 from hotline.media.prompts import PromptCache
+from hotline.rtp.rtcp import CallQuality
 from hotline.sip.addr import Peer
 from hotline.sip.auth import Algorithm, DigestVerifier
 from hotline.sip.auth_policy import DigestAuthenticator
@@ -78,6 +81,8 @@ class CallMedia:
     rtp_port: int
     session: MediaSession
     dtmf: list[str] = field(default_factory=list)
+    started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    answered_at: dt.datetime | None = None
 
 
 class Engine:
@@ -386,12 +391,13 @@ class Engine:
         if self.acd is not None:
             self.acd.close()
         await self.loop.run_in_executor(None, self.callbacks.close) if self.loop else None
-        await self.bookings.close()
         if self._timer is not None:
             self._timer.cancel()
         if self.media is not None:
             self.media.close()
         await self.transports.close()
+        # Last: the store writes the detail records still queued (a late BYE's too).
+        await self.bookings.close()
         self._stopped.set()
 
     # -- input ------------------------------------------------------------------
@@ -488,6 +494,8 @@ class Engine:
         if call.state is not CallState.OFFERED:
             return  # cancelled or ended while ringing
         ep.answer(call, sdp, self._now())
+        if isinstance(call.app, CallMedia):
+            call.app.answered_at = dt.datetime.now(dt.UTC)
         log.info("answered call %s from %s to %s", call.call_id, call.remote_user, call.dialled)
         self._start_media(call)
         if from_timer:
@@ -556,22 +564,26 @@ class Engine:
                 if self.acd is not None:
                     self.acd.on_modified(ev.call, held=not media.session.media.sends)
         elif isinstance(ev, CallEnded):
+            facts: dict[str, Any] = {}
             if self.acd is not None:
+                facts = self.acd.cdr_facts(ev.call)
                 self.acd.on_ended(ev.call, ev.reason, ev.status)
             media = ev.call.app
             quality = None
+            leg = None
             if isinstance(media, CallMedia) and self.media is not None:
                 leg = self.media.remove_leg(ev.call)
                 if leg is not None:
                     quality = leg.rtcp.quality()
                     self.call_jitter.observe(leg.receiver.stats().max_jitter_ms / 1000)
                     log.info("call %s quality: %s", ev.call.call_id, quality.summary())
-            if self.ivr is not None:
-                self.ivr.ended(ev.call, quality)
+            flow = self.ivr.ended(ev.call, quality) if self.ivr is not None else None
             if isinstance(media, CallMedia):
                 self.ports.release(media.rtp_port)
                 ev.call.app = None
             log.info("call %s ended: %s", ev.call.call_id, ev.reason.value)
+            self._record_call(ev, media if isinstance(media, CallMedia) else None, leg,
+                              quality, flow, facts)
         elif isinstance(ev, DtmfInfoReceived):
             media = ev.call.app
             if isinstance(media, CallMedia):
@@ -615,11 +627,64 @@ class Engine:
         elif isinstance(ev, OutboundAnswered):
             self._outbound_answered(ev.call, ev.sdp)
 
+    def _record_call(self, ev: CallEnded, media: CallMedia | None, leg: MediaLeg | None,
+                     quality: CallQuality | None, flow: IvrCall | None,
+                     facts: dict[str, Any]) -> None:
+        """The call's detail record, written behind to the database. Nothing the caller
+        keyed is in it (see hotline/cdr.py)."""
+        call = ev.call
+        now = dt.datetime.now(dt.UTC)
+        playout_ms = DEFAULT_PLAYOUT_MS
+        rx = tx = None
+        if leg is not None:
+            rx, tx = leg.receiver.stats().packets, leg.sender.packets_sent
+            if leg.jitter is not None:
+                stats = leg.jitter.stats()
+                playout_ms = 1000 * (stats.delay if stats.delay is not None
+                                     else stats.target_delay)
+            elif self.media is not None:
+                playout_ms = 1000 * self.media.core.prefill / 8000
+        if call.inbound:
+            caller, called = self._caller_identity(call)[0], call.dialled
+        else:
+            uri = call.invite.from_.uri
+            caller = (uri.user or "") if isinstance(uri, SipURI) else ""
+            called = call.remote_user
+        try:
+            record = CallRecord(
+                call_id=call.call_id, node=self.config.node_name,
+                direction=Direction.INBOUND if call.inbound else Direction.OUTBOUND,
+                caller=caller or "", called=called or "",
+                started_at=media.started_at if media is not None else now,
+                ended_at=now,
+                hangup_side=hangup_side(ev.reason, inbound=call.inbound,
+                                        remote_agent=bool(facts.get("remote_agent")),
+                                        ended_by_agent=bool(facts.get("ended_by_agent"))),
+                end_reason=ev.reason, sip_status=ev.status,
+                answered_at=media.answered_at if media is not None else None,
+                flow=flow.loaded.flow.name if flow is not None else None,
+                flow_version=flow.loaded.flow.version if flow is not None else None,
+                flow_result=flow.session.result if flow is not None else None,
+                queue=facts.get("queue"), queue_wait_s=facts.get("queue_wait_s"),
+                agent=facts.get("agent"), transferred_to=facts.get("transferred_to"),
+                quality=media_quality(quality, rx_packets=rx, tx_packets=tx,
+                                      playout_ms=playout_ms),
+            )
+        except ValueError as exc:
+            log.warning("call %s: no detail record: %s", call.call_id, exc)
+            return
+        try:
+            self.bookings.store.add_cdr(record)
+        except Exception:
+            log.exception("call %s: cannot queue its detail record", call.call_id)
+
     def _outbound_answered(self, call: Call, sdp: bytes | None) -> None:
         ep = self.endpoint
         assert ep is not None
         media = call.app
         log.info("outbound call %s answered", call.call_id)
+        if isinstance(media, CallMedia):
+            media.answered_at = dt.datetime.now(dt.UTC)
         if not isinstance(media, CallMedia) or sdp is None:
             log.info("outbound call %s: answered without SDP: hanging up", call.call_id)
             ep.hangup(call, self._now())

@@ -229,6 +229,33 @@ def test_a_queued_caller_is_bridged_to_a_registered_agent_and_audio_flows_both_w
         agent.stop()
         caller.stop()
         assert stop_server(server) == 0
+    # A detail record per leg: the caller's with the queue, the wait and the agent; the
+    # agent's leg with the agent; MOS estimated from the RTCP figures.
+    rows = cdr_rows(server)
+    callers = [r for r in rows if r["direction"] == "inbound" and r["called"] == "queue"]
+    agents = [r for r in rows if r["direction"] == "outbound" and r["called"] == "bob"]
+    assert len(callers) == 1 and len(agents) == 1, rows
+    (c,), (a,) = callers, agents
+    assert (c["flow"], c["flow_result"], c["queue"], c["agent"]) == \
+        ("queue", "agent", "help", "bob"), c
+    assert c["hangup_side"] == "caller" and float(c["queue_wait_s"]) < 15, c
+    assert c["answered_at"] and float(c["talk_s"]) > 2, c
+    assert (a["agent"], a["hangup_side"]) == ("bob", "engine"), a
+
+
+def cdr_rows(server: Server) -> list[dict[str, str]]:
+    """The engine's call detail records, through `hotline cdr export` (CSV)."""
+    import csv
+    import subprocess
+    import sys
+
+    out = server.config.parent / "cdr.csv"
+    done = subprocess.run([sys.executable, "-m", "hotline.cli", "cdr", "export", "--config",
+                           str(server.config), "--since", "2000-01-01", "--out", str(out)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    with out.open(newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
 def test_star_codes_from_the_agents_phone_and_the_api_change_the_agents_status(

@@ -29,14 +29,24 @@ Guarantees every implementation keeps (the integration suite runs the same tests
   deliverer at a time even with several nodes; its `dedupe_key` is unique per booking
   change and goes to the receiver as an idempotency key, because a deliverer that dies
   between sending and `outbox_delivered` will have the message delivered again.
+
+Call detail records (hotline.cdr.CallRecord) live in the same database, behind their own
+interface (`CallRecordStore`; `Store` is both, and what `open_store` gives), written
+behind: `add_cdr` queues a record and returns at once, one asyncio task per store
+writes the queue a batch per transaction, and `close()` writes what is queued before it
+disconnects. A record is identified by (node, call id, start), so writing it twice —
+a batch retried after an error that hid its commit — stores it once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
@@ -54,10 +64,15 @@ from hotline.booking.model import (
     Scalar,
     Slot,
 )
+from hotline.cdr import CallRecord
 
 __all__ = [
+    "CDR_BACKLOG",
+    "CDR_BATCH",
+    "CDR_PAGE",
     "Actor",
     "BookingStore",
+    "CallRecordStore",
     "ChangeResult",
     "ChangeStatus",
     "HoldRequest",
@@ -65,6 +80,7 @@ __all__ = [
     "HoldStatus",
     "MessageBuilder",
     "Migration",
+    "Store",
     "StoreError",
     "load_migrations",
     "open_store",
@@ -74,6 +90,11 @@ MessageBuilder = Callable[[MessageKind, Booking, Clinic], Mapping[str, Scalar]]
 """Builds an outbox message's payload from the booking as changed and its clinic."""
 
 MAX_REFERENCE_DRAWS: Final = 8  # fresh references tried before a confirm gives up
+CDR_BACKLOG: Final = 20_000  # call records queued at most while the database refuses them
+CDR_BATCH: Final = 500  # call records written per transaction
+CDR_PAGE: Final = 1000  # call records read per query by `iter_cdrs`
+
+cdr_log = logging.getLogger("hotline.cdr")
 
 
 class StoreError(RuntimeError):
@@ -357,7 +378,170 @@ class BookingStore(ABC):
         """Messages neither delivered nor given up."""
 
 
-def open_store(url: str, *, pool_size: int = 10) -> BookingStore:
+# -- call detail records --------------------------------------------------------------------
+
+
+def _check_range(since: dt.datetime, until: dt.datetime) -> None:
+    for name, value in (("since", since), ("until", until)):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"{name}: expected an aware datetime, found naive {value}")
+    if until < since:
+        raise ValueError(f"until {until.isoformat()} is before since {since.isoformat()}")
+
+
+class CallRecordStore(ABC):
+    """Call detail records. `add_cdr` queues a record for writing and returns at once
+    (it needs a running event loop: the engine calls it from its event handlers); one
+    writer task per store writes the queue, a batch of up to CDR_BATCH records per
+    transaction, so records that end while a batch commits go together in the next one
+    (group commit, no timer). `flush_cdrs()` waits until the queue is written.
+
+    When the database refuses a batch (a StoreError), the batch goes back to the front
+    of the queue, in order, and is tried again at the next `add_cdr` or `flush_cdrs`;
+    beyond CDR_BACKLOG queued records the oldest are dropped (counted in
+    `cdr_dropped`). `cdr_written`, `cdr_failures` and `cdr_error` (the last failure,
+    None once a batch went through) are for metrics and health checks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cdr_queue: deque[CallRecord] = deque()
+        self._cdr_writer: asyncio.Task[None] | None = None
+        self.cdr_written = 0
+        self.cdr_dropped = 0
+        self.cdr_failures = 0
+        self.cdr_error: str | None = None
+
+    @abstractmethod
+    async def add_cdrs(self, records: Sequence[CallRecord]) -> int:
+        """Write `records` now, in one transaction; a record already stored (same node,
+        call id and start) is skipped. Returns how many were new."""
+
+    @abstractmethod
+    async def _cdr_page(
+        self,
+        since: dt.datetime,
+        until: dt.datetime,
+        after: tuple[dt.datetime, int] | None,
+        limit: int,
+    ) -> list[tuple[tuple[dt.datetime, int], CallRecord]]:
+        """Up to `limit` records started in [since, until) and after the position
+        `after` (start, row id), in start order; each with its position."""
+
+    # the write-behind queue
+
+    @property
+    def cdr_pending(self) -> int:
+        """Records queued and not yet written."""
+        return len(self._cdr_queue)
+
+    def add_cdr(self, record: CallRecord) -> None:
+        """Queue `record` for writing; returns at once."""
+        if not isinstance(record, CallRecord):
+            raise TypeError(f"expected a CallRecord, found {type(record).__name__}")
+        self._cdr_queue.append(record)
+        self._trim_cdr_queue()
+        if self._cdr_writer is None:
+            self._start_cdr_writer()
+
+    def _trim_cdr_queue(self) -> None:
+        while len(self._cdr_queue) > CDR_BACKLOG:
+            lost = self._cdr_queue.popleft()
+            self.cdr_dropped += 1
+            cdr_log.error(
+                "call record of %s dropped: %d records wait for the database (%s)",
+                lost.call_id,
+                CDR_BACKLOG,
+                self.cdr_error or "writing",
+            )
+
+    def _start_cdr_writer(self) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(
+            self._write_cdr_queue(), name="hotline-cdr-writer"
+        )
+        self._cdr_writer = task
+        return task
+
+    async def _write_cdr_queue(self) -> None:
+        try:
+            while self._cdr_queue:
+                batch = [
+                    self._cdr_queue.popleft() for _ in range(min(CDR_BATCH, len(self._cdr_queue)))
+                ]
+                try:
+                    await self.add_cdrs(batch)
+                except StoreError as exc:
+                    self._cdr_queue.extendleft(reversed(batch))
+                    self._trim_cdr_queue()
+                    self.cdr_failures += 1
+                    self.cdr_error = str(exc)
+                    cdr_log.warning(
+                        "%d call record(s) not written yet: %s", len(self._cdr_queue), exc
+                    )
+                    return
+                except BaseException:
+                    # Cancelled, or a bug: keep the batch (writing it again is harmless).
+                    self._cdr_queue.extendleft(reversed(batch))
+                    raise
+                self.cdr_written += len(batch)
+                self.cdr_error = None
+        finally:
+            self._cdr_writer = None
+
+    async def flush_cdrs(self) -> None:
+        """Wait until every queued record is written. Raises StoreError when the
+        database refuses them (they stay queued)."""
+        failures = self.cdr_failures
+        while True:
+            writer = self._cdr_writer
+            if writer is None:
+                if not self._cdr_queue:
+                    return
+                if self.cdr_failures != failures:
+                    raise StoreError(
+                        f"{len(self._cdr_queue)} call record(s) not written: {self.cdr_error}"
+                    )
+                writer = self._start_cdr_writer()
+            await asyncio.shield(writer)
+
+    async def _close_cdrs(self) -> None:
+        """For `close()`: write the queue; what cannot be written is logged as lost."""
+        try:
+            await self.flush_cdrs()
+        except StoreError as exc:
+            lost = len(self._cdr_queue)
+            self._cdr_queue.clear()
+            self.cdr_dropped += lost
+            cdr_log.error("closing the store: %d call record(s) lost: %s", lost, exc)
+
+    # reading
+
+    async def iter_cdrs(
+        self, since: dt.datetime, until: dt.datetime, *, page: int = CDR_PAGE
+    ) -> AsyncIterator[CallRecord]:
+        """The records of calls started in [since, until), in start order, read `page`
+        at a time (records added meanwhile may or may not be seen)."""
+        _check_range(since, until)
+        if page < 1:
+            raise ValueError(f"page: expected at least 1, found {page}")
+        after: tuple[dt.datetime, int] | None = None
+        while True:
+            rows = await self._cdr_page(since, until, after, page)
+            for _position, record in rows:
+                yield record
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
+
+    async def cdrs(self, since: dt.datetime, until: dt.datetime) -> list[CallRecord]:
+        """Every record of a call started in [since, until), in start order."""
+        return [record async for record in self.iter_cdrs(since, until)]
+
+
+class Store(BookingStore, CallRecordStore):
+    """Bookings and call records in one database: what `open_store` gives."""
+
+
+def open_store(url: str, *, pool_size: int = 10) -> Store:
     """The store a database URL names (not yet opened): `sqlite:///PATH` (or
     `sqlite:///:memory:`) or `postgresql://…` (`postgres://` too). `pool_size` bounds
     PostgreSQL connections. Raises StoreError for other schemes."""

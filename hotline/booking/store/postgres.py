@@ -7,7 +7,8 @@ so nodes starting together migrate once, and running hotline.booking.store.sqlop
 at READ COMMITTED with row locks (`FOR UPDATE`, `SKIP LOCKED` for the outbox). A
 transaction that loses a race — a deadlock, a serialization failure, or a unique key
 taken by a concurrent one (a booking reference, a hold's idempotency key) — is run again
-from the start, up to `RETRIES` times.
+from the start, up to `RETRIES` times. `close()` writes the queued call records before it
+closes the pool.
 
 Must not know: what the statements mean (hotline.booking.store.sqlops), flows, the clock. The
 URL is never logged or put in an error with its password.
@@ -85,6 +86,7 @@ class PostgresStore(SqlStore):
     def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 10.0) -> None:
         if pool_size < 1:
             raise ValueError(f"expected a pool size of at least 1, found {pool_size}")
+        super().__init__()
         self._url = url
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
@@ -137,9 +139,14 @@ class PostgresStore(SqlStore):
             raise
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        if self._pool is None:
+            return
+        try:
+            await self._close_cdrs()  # queued call records first
+        finally:
+            pool, self._pool = self._pool, None
+            if pool is not None:
+                await pool.close()
 
     async def _migrate(self) -> None:
         migrations = load_migrations(self.dialect)

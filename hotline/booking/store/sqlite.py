@@ -5,7 +5,8 @@ runs there, so the event loop never waits on the disk), the pragmas that make a 
 durable (WAL journal, synchronous=FULL: a commit has reached the disk when the coroutine
 returns), applying migrations, and running hotline.booking.store.sqlops transactions: writes in
 `BEGIN IMMEDIATE` (one writer at a time, across processes too; others wait up to
-`busy_timeout`), reads in a plain `BEGIN` (one consistent snapshot).
+`busy_timeout`), reads in a plain `BEGIN` (one consistent snapshot). `close()` writes the
+queued call records before it disconnects.
 
 Must not know: what the statements mean (hotline.booking.store.sqlops), flows, the clock.
 """
@@ -62,6 +63,7 @@ class SqliteStore(SqlStore):
     dialect = "sqlite"
 
     def __init__(self, path: Path | str, *, busy_timeout: float = 30.0) -> None:
+        super().__init__()
         self.path = path if path == MEMORY else Path(path)
         self.busy_timeout = busy_timeout
         self._executor: ThreadPoolExecutor | None = None
@@ -88,6 +90,7 @@ class SqliteStore(SqlStore):
         if executor is None:
             return
         try:
+            await self._close_cdrs()  # queued call records first
             await self._call(self._disconnect)
         finally:
             self._executor = None

@@ -19,6 +19,11 @@ SQLite and PostgreSQL stores) runs a generator inside one transaction, translati
 Capacity is taken only by `UPDATE slots SET taken = taken + 1 WHERE id = ? AND taken <
 capacity`: PostgreSQL re-checks the condition on the locked row under concurrent updates,
 and SQLite runs one writer at a time, so no interleaving can overfill a slot.
+
+Call detail records: `cdr_row` and `cdr_record` map a hotline.cdr.CallRecord to the `cdr`
+table's columns (`CDR_COLUMNS`) and back; `insert_cdrs` writes a batch (multi-row
+inserts, `ON CONFLICT DO NOTHING` on the record's identity) and `cdr_page` reads them in
+start order by keyset (start, id), so a long export never re-reads or skips a row.
 """
 
 from __future__ import annotations
@@ -47,23 +52,30 @@ from hotline.booking.model import (
 from hotline.booking.store import (
     MAX_REFERENCE_DRAWS,
     Actor,
-    BookingStore,
     ChangeResult,
     ChangeStatus,
     HoldRequest,
     HoldResult,
     HoldStatus,
     MessageBuilder,
+    Store,
     StoreError,
 )
+from hotline.cdr import CallRecord, Direction, HangupSide, MediaQuality
+from hotline.sip.endpoint import EndReason
 
 __all__ = [
+    "CDR_COLUMNS",
     "Json",
     "Query",
     "Rows",
     "SqlStore",
     "Transaction",
     "as_instant",
+    "cdr_page",
+    "cdr_record",
+    "cdr_row",
+    "insert_cdrs",
     "utc_text",
 ]
 
@@ -264,6 +276,150 @@ def _outbox(row: Sequence[Any]) -> OutboxMessage:
 
 def _marks(n: int) -> str:
     return ", ".join("?" * n)
+
+
+# -- call detail records --------------------------------------------------------------------
+
+CDR_COLUMNS: Final = (
+    "call_id",
+    "node",
+    "direction",
+    "caller",
+    "called",
+    "started_at",
+    "answered_at",
+    "ended_at",
+    "duration_s",
+    "talk_s",
+    "flow",
+    "flow_version",
+    "flow_result",
+    "queue",
+    "queue_wait_s",
+    "agent",
+    "transferred_to",
+    "hangup_side",
+    "end_reason",
+    "sip_status",
+    "rx_packets",
+    "rx_loss_pct",
+    "rx_jitter_ms",
+    "tx_packets",
+    "tx_loss_pct",
+    "tx_jitter_ms",
+    "rtt_ms",
+    "mos",
+)
+_CDR_SELECT: Final = ", ".join(CDR_COLUMNS)
+_CDR_ROWS_PER_INSERT: Final = 100  # 2,800 parameters: within both databases' limits
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else _str(value)
+
+
+def _opt_int(value: object) -> int | None:
+    return None if value is None else _int(value)
+
+
+def _opt_float(value: object) -> float | None:
+    return None if value is None else _float(value)
+
+
+def cdr_row(record: CallRecord) -> tuple[object, ...]:
+    """The `cdr` columns (CDR_COLUMNS, in order) of a record."""
+    q = record.quality
+    return (
+        record.call_id,
+        record.node,
+        record.direction.value,
+        record.caller,
+        record.called,
+        record.started_at,
+        record.answered_at,
+        record.ended_at,
+        record.duration_s,
+        record.talk_s,
+        record.flow,
+        record.flow_version,
+        record.flow_result,
+        record.queue,
+        record.queue_wait_s,
+        record.agent,
+        record.transferred_to,
+        record.hangup_side.value,
+        record.end_reason.value,
+        record.sip_status,
+        None if q is None else q.rx_packets,
+        None if q is None else q.rx_loss_pct,
+        None if q is None else q.rx_jitter_ms,
+        None if q is None else q.tx_packets,
+        None if q is None else q.tx_loss_pct,
+        None if q is None else q.tx_jitter_ms,
+        None if q is None else q.rtt_ms,
+        None if q is None else q.mos,
+    )
+
+
+def cdr_record(row: Sequence[Any]) -> CallRecord:
+    """The record a `cdr` row (CDR_COLUMNS, in order) holds. `duration_s` and `talk_s`
+    are stored for SQL reports only: the record derives them from its instants."""
+    if len(row) != len(CDR_COLUMNS):
+        raise TypeError(f"expected {len(CDR_COLUMNS)} cdr columns, found {len(row)}")
+    (
+        call_id,
+        node,
+        direction,
+        caller,
+        called,
+        started_at,
+        answered_at,
+        ended_at,
+        _duration,
+        _talk,
+        flow,
+        flow_version,
+        flow_result,
+        queue,
+        queue_wait_s,
+        agent,
+        transferred_to,
+        side,
+        end_reason,
+        sip_status,
+        *media,
+    ) = row
+    figures = (
+        _opt_int(media[0]),
+        _opt_float(media[1]),
+        _opt_float(media[2]),
+        _opt_int(media[3]),
+        _opt_float(media[4]),
+        _opt_float(media[5]),
+        _opt_float(media[6]),
+        _opt_float(media[7]),
+    )
+    return CallRecord(
+        call_id=_str(call_id),
+        node=_str(node),
+        direction=Direction(direction),
+        caller=_str(caller),
+        called=_str(called),
+        started_at=as_instant(started_at),
+        ended_at=as_instant(ended_at),
+        hangup_side=HangupSide(side),
+        end_reason=EndReason(end_reason),
+        answered_at=_opt_instant(answered_at),
+        sip_status=_opt_int(sip_status),
+        flow=_opt_str(flow),
+        flow_version=_opt_str(flow_version),
+        flow_result=_opt_str(flow_result),
+        queue=_opt_str(queue),
+        queue_wait_s=_opt_float(queue_wait_s),
+        agent=_opt_str(agent),
+        transferred_to=_opt_str(transferred_to),
+        quality=None if all(v is None for v in figures) else MediaQuality(*figures),
+    )
 
 
 # -- building blocks ------------------------------------------------------------------------
@@ -736,11 +892,49 @@ def single(sql: str, params: tuple[object, ...] = ()) -> Transaction[Rows]:
     return (yield Query(sql, params))
 
 
+def insert_cdrs(records: Sequence[CallRecord]) -> Transaction[int]:
+    added = 0
+    row_marks = f"({_marks(len(CDR_COLUMNS))})"
+    for start in range(0, len(records), _CDR_ROWS_PER_INSERT):
+        chunk = records[start : start + _CDR_ROWS_PER_INSERT]
+        params = tuple(value for record in chunk for value in cdr_row(record))
+        done = yield Query(
+            f"INSERT INTO cdr ({_CDR_SELECT}) VALUES {', '.join([row_marks] * len(chunk))} "
+            f"ON CONFLICT (node, call_id, started_at) DO NOTHING",
+            params,
+        )
+        added += max(0, done.rowcount)
+    return added
+
+
+def cdr_page(
+    since: dt.datetime,
+    until: dt.datetime,
+    after: tuple[dt.datetime, int] | None,
+    limit: int,
+) -> Transaction[list[tuple[tuple[dt.datetime, int], CallRecord]]]:
+    where = "started_at >= ? AND started_at < ?"
+    params: tuple[object, ...] = (since, until)
+    if after is not None:
+        where += " AND (started_at > ? OR (started_at = ? AND id > ?))"
+        params += (after[0], after[0], after[1])
+    rows = yield Query(
+        f"SELECT id, {_CDR_SELECT} FROM cdr WHERE {where} ORDER BY started_at, id LIMIT ?",
+        (*params, limit),
+    )
+    out: list[tuple[tuple[dt.datetime, int], CallRecord]] = []
+    for row in rows.rows:
+        record = cdr_record(row[1:])
+        out.append(((record.started_at, _int(row[0])), record))
+    return out
+
+
 # -- the store ------------------------------------------------------------------------------
 
 
-class SqlStore(BookingStore):
-    """BookingStore on a driver that runs transaction generators (`_transact`)."""
+class SqlStore(Store):
+    """BookingStore and CallRecordStore on a driver that runs transaction generators
+    (`_transact`)."""
 
     @abstractmethod
     async def _transact(self, make: Callable[[], Transaction[T]], *, write: bool) -> T:
@@ -896,3 +1090,18 @@ class SqlStore(BookingStore):
         )
         row = rows.one()
         return 0 if row is None else _int(row[0])
+
+    async def add_cdrs(self, records: Sequence[CallRecord]) -> int:
+        batch = list(records)
+        if not batch:
+            return 0
+        return await self._transact(lambda: insert_cdrs(batch), write=True)
+
+    async def _cdr_page(
+        self,
+        since: dt.datetime,
+        until: dt.datetime,
+        after: tuple[dt.datetime, int] | None,
+        limit: int,
+    ) -> list[tuple[tuple[dt.datetime, int], CallRecord]]:
+        return await self._transact(lambda: cdr_page(since, until, after, limit), write=False)

@@ -82,7 +82,7 @@ from hotline.media.mixer import Hearing, MixPlan
 from hotline.media.plc import ConcealmentBank
 from hotline.media.recording import Recording, RecordingBuffer, recording_to_wav_bytes
 from hotline.media.tones import SAMPLE_RATE, dtmf_frequencies, dual_tone
-from hotline.rtp.jitter import FrameOutcome, JitterBuffer, quiet_code_table
+from hotline.rtp.jitter import JitterBuffer, quiet_code_table
 from hotline.rtp.rtcp import CallQuality, RtcpSession, ntp_from_unix
 from hotline.rtp.seq import SeqOutcome
 from hotline.rtp.stream import Address, RtpReceiver, RtpSender, SymmetricLatch
@@ -1072,10 +1072,6 @@ class MediaCore:
             bits[row] = frame.present
             if leg.jitter_codec is pcma:
                 alaw.append(row)
-            if frame.outcome is not FrameOutcome.BUFFERING:
-                delay = jitter.delay(now)
-                if delay is not None:
-                    leg.delay = delay
         codes = np.frombuffer(b"".join(payloads), dtype=np.uint8).reshape(n, SAMPLES_PER_TICK)
         decoded = _DECODE[g711.Codec.PCMU].take(codes)
         if alaw:

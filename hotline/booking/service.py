@@ -117,6 +117,12 @@ log = logging.getLogger("hotline.booking")
 Data = dict[str, Scalar]
 MAX_CLINICS: Final = 3
 MAX_TIMES: Final = 4
+# Offers a caller is still deciding on: a time is offered to at most as many callers at
+# once as it has free places, so a busy line's callers do not all race for the earliest
+# times (they get the next ones instead). An offer counts for OFFER_PENDING_SECONDS, or
+# until its caller holds a time; a caller asking again does not compete with themselves.
+OFFER_PENDING_SECONDS: Final = 90.0
+OFFER_LOOKAHEAD: Final = 24  # free times looked at to find enough uncontended ones
 OFFER_SEPARATOR: Final = "|"
 
 OUTCOMES: Final[dict[str, tuple[str, ...]]] = {
@@ -271,6 +277,7 @@ class BookingService:
         self.clock = clock
         self.postcodes = postcodes if postcodes is not None else shipped_postcodes()
         self._randbelow = randbelow
+        self._pending: dict[str, dict[str, dt.datetime]] = {}  # slot → call → offered at
         self._handlers: dict[str, _Handler] = {
             "find_caller": self._find_caller,
             "find_reference": self._find_reference,
@@ -595,12 +602,12 @@ class BookingService:
                 raise _Invalid("after: no such slot")
             after = after_slot.starts_at
         found = await self.store.free_slots(
-            clinic.id, start=start, end=end, limit=MAX_TIMES + 1, after=after
+            clinic.id, start=start, end=end, limit=OFFER_LOOKAHEAD, after=after
         )
         data: Data = {"clinic_id": clinic.id, "clinic_name": clinic.name}
         if not found:
             return "none", data
-        offered = found[:MAX_TIMES]
+        offered = self._uncontended(found, ctx.call_id, now)
         data["slot_count"] = len(offered)
         data["slot_offer"] = OFFER_SEPARATOR.join(s.id for s in offered)
         data["more"] = len(found) > MAX_TIMES
@@ -610,6 +617,48 @@ class BookingService:
             data[f"slot{n}_time"] = _hhmm(s.local_time)
             data[f"slot{n}_weekday"] = WEEKDAY_NAMES[s.local_date.weekday()]
         return "found", data
+
+    def _uncontended(self, found: Sequence[Slot], call_id: str | None,
+                     now: dt.datetime) -> list[Slot]:
+        """Up to MAX_TIMES of `found` (in time order), preferring times with more free
+        places than other callers are deciding on; the rest of the offer, if needed,
+        from the contended ones. The offer is remembered for `call_id`."""
+        horizon = now - dt.timedelta(seconds=OFFER_PENDING_SECONDS)
+        free: list[Slot] = []
+        contended: list[Slot] = []
+        for slot in found:
+            offers = self._pending.get(slot.id)
+            others = 0
+            if offers:
+                for call, at in list(offers.items()):
+                    if at < horizon:
+                        del offers[call]
+                    elif call != call_id:
+                        others += 1
+                if not offers:
+                    del self._pending[slot.id]
+            (free if slot.free > others else contended).append(slot)
+        offered = free[:MAX_TIMES]
+        if len(offered) < MAX_TIMES:
+            offered = sorted([*offered, *contended[: MAX_TIMES - len(offered)]],
+                             key=lambda s: s.starts_at)
+        if call_id is not None:
+            for slot in offered:
+                self._pending.setdefault(slot.id, {})[call_id] = now
+        if len(self._pending) > 50_000:  # callers who never came back: forget them
+            self._pending = {k: v for k, v in self._pending.items()
+                             if any(at >= horizon for at in v.values())}
+        return offered
+
+    def _release_offers(self, call_id: str | None) -> None:
+        """The caller holds a time: their offers no longer stand for anyone else."""
+        if call_id is None:
+            return
+        for slot_id in [k for k, v in self._pending.items() if call_id in v]:
+            offers = self._pending[slot_id]
+            del offers[call_id]
+            if not offers:
+                del self._pending[slot_id]
 
     def _slot_verdict(
         self, slot: Slot, dob: dt.date, vaccine: str, given: Sequence[dt.date]
@@ -646,6 +695,7 @@ class BookingService:
         key = _text(args, "key", required=False)
         if key is None and ctx.call_id is not None:
             key = f"{ctx.call_id}:hold:{slot.id}"
+        self._release_offers(ctx.call_id)
         result = await self.store.hold(
             HoldRequest(
                 slot_id=slot.id,

@@ -521,3 +521,34 @@ def test_keys_matching_two_references_ask_for_the_date_of_birth() -> None:
         assert (outcome, data["reference"]) == ("found", second)
 
     run(scenario, randbelow=lambda n: next(source))
+
+
+def test_a_time_is_offered_to_no_more_callers_at_once_than_it_has_places() -> None:
+    """On a busy line callers do not all race for the earliest times: Civic's times have
+    two places each, so a third caller deciding at the same moment as two others is
+    offered the next times that still have room (the next day's here)."""
+
+    async def first(service: BookingService, call: str) -> str:
+        outcome, data = await handle(service, "slots", {"clinic": "civic"}, ctx(call))
+        assert outcome == "found" and data["slot_count"] == 4, data
+        return f"{data['slot1_date']} {data['slot1_time']}"
+
+    async def scenario(service: BookingService, store: SqliteStore, clock: Clock) -> None:
+        day1, day2 = "2026-05-11", "2026-05-12"
+        assert [await first(service, c) for c in ("c1", "c2", "c3")] == [
+            f"{day1} 09:00", f"{day1} 09:00", f"{day2} 09:00"]
+        assert await first(service, "c1") == f"{day1} 09:00"  # no rival of their own
+        # c1 holds 09:00: its other offers lapse; 09:00 has one place and c2 deciding.
+        _, offer = await handle(service, "slots", {"clinic": "civic"}, ctx("c1"))
+        outcome, held = await handle(
+            service, "hold", {"choice": 1, "offer": offer["slot_offer"], **PERSON}, ctx("c1")
+        )
+        assert outcome == "ok", held
+        assert await first(service, "c4") == f"{day1} 09:30"
+        # c2's and c4's offers keep day 1 busy until they lapse (09:00 is inside the hour
+        # of lead time by then).
+        assert await first(service, "c5") == f"{day2} 09:30"
+        clock.advance(seconds=91)
+        assert await first(service, "c6") == f"{day1} 09:30"
+
+    run(scenario)

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CONFIG ?= config.yaml
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv deps sysdeps lint typecheck bench-sip-cps bench-dtmf bench-ivr-load bench-booking bench-media-tick bench-jitter bench-bridge-load clean
+.PHONY: run test venv deps sysdeps lint typecheck loadtest bench-sip-cps bench-dtmf bench-ivr-load bench-booking bench-media-tick bench-jitter bench-bridge-load clean
 
 # Debian's python3 lacks ensurepip until python3-venv is installed: add it when root.
 $(BIN)/python:
@@ -48,6 +48,7 @@ sysdeps:
 	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
 	command -v dot >/dev/null 2>&1 || missing="$$missing graphviz"; \
 	command -v baresip >/dev/null 2>&1 || missing="$$missing baresip-core"; \
+	command -v tshark >/dev/null 2>&1 || missing="$$missing tshark"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql";)
 
 run: $(STAMP)
@@ -55,6 +56,16 @@ run: $(STAMP)
 
 test: $(STAMP) sysdeps
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# Load test the engine `make run` started (run it in another terminal): SIPp callers walk
+# the vaccine flow's journeys on the 10k-per-day profile 60 times faster, cut to its
+# busiest 2 minutes; tshark records the engine's RTP. As root (SIPp's raw socket, the
+# capture). Reports in var/. ARGS=--pace ahead, --cps 5 --duration 60, --compare F, …
+loadtest: $(STAMP)
+	$(call apt_install,command -v sipp >/dev/null 2>&1 || missing="$$missing sip-tester"; \
+	command -v tshark >/dev/null 2>&1 || missing="$$missing tshark";)
+	$(BIN)/hotline loadtest --profile 10k-per-day --speedup 60 --duration 120 \
+	  --report-json var/loadtest.json --report-html var/loadtest.html $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check hotline tests bench

@@ -1,5 +1,5 @@
 """The `hotline` command line: `hotline serve`, `hotline flow …`, `hotline booking …`,
-`hotline cdr …` and `hotline closure …`.
+`hotline cdr …`, `hotline closure …` and `hotline loadtest …`.
 
 Owns argument parsing, logging set-up and exit codes; the work is done by
 hotline.engine (serve) and the other packages.
@@ -97,11 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     from hotline.bookingcli import add_parser as add_booking_parser
     from hotline.cdrcli import add_parser as add_cdr_parser
     from hotline.flowcli import add_parser as add_flow_parser
+    from hotline.loadtestcli import add_parser as add_loadtest_parser
 
     add_booking_parser(sub)
     add_cdr_parser(sub)
-
     add_flow_parser(sub)
+    add_loadtest_parser(sub)
     return p
 
 

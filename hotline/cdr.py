@@ -54,6 +54,7 @@ __all__ = [
     "BPL_G711_NO_PLC",
     "BPL_G711_PLC",
     "DEFAULT_PLAYOUT_MS",
+    "FIELDS",
     "MOS_MAX",
     "MOS_MIN",
     "R_DEFAULT",
@@ -70,6 +71,14 @@ __all__ = [
     "r_factor",
 ]
 
+# A record's fields in the order the database table and the CSV export keep them.
+FIELDS: Final = (
+    "call_id", "node", "direction", "caller", "called", "started_at", "answered_at",
+    "ended_at", "duration_s", "talk_s", "flow", "flow_version", "flow_result", "queue",
+    "queue_wait_s", "agent", "transferred_to", "hangup_side", "end_reason", "sip_status",
+    "rx_packets", "rx_loss_pct", "rx_jitter_ms", "tx_packets", "tx_loss_pct",
+    "tx_jitter_ms", "rtt_ms", "mos",
+)
 R_DEFAULT: Final = 93.2  # G.107: the rating R with every parameter at its default
 IE_G711: Final = 0.0  # G.113 Appendix I: equipment impairment of G.711
 BPL_G711_PLC: Final = 25.1  # G.113 App. I Table I.3: G.711 with G.711 Appendix I PLC

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from hotline.booking.store import CallRecordStore, StoreError, open_store
-from hotline.cdr import CallRecord
+from hotline.cdr import FIELDS, CallRecord
 
 __all__ = [
     "CSV_COLUMNS",
@@ -50,36 +50,7 @@ __all__ = [
     "write_csv",
 ]
 
-CSV_COLUMNS: Final = (
-    "call_id",
-    "node",
-    "direction",
-    "caller",
-    "called",
-    "started_at",
-    "answered_at",
-    "ended_at",
-    "duration_s",
-    "talk_s",
-    "flow",
-    "flow_version",
-    "flow_result",
-    "queue",
-    "queue_wait_s",
-    "agent",
-    "transferred_to",
-    "hangup_side",
-    "end_reason",
-    "sip_status",
-    "rx_packets",
-    "rx_loss_pct",
-    "rx_jitter_ms",
-    "tx_packets",
-    "tx_loss_pct",
-    "tx_jitter_ms",
-    "rtt_ms",
-    "mos",
-)
+CSV_COLUMNS: Final = FIELDS  # one column per field of the record, in order
 _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
 
 

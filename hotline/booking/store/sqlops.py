@@ -61,7 +61,7 @@ from hotline.booking.store import (
     Store,
     StoreError,
 )
-from hotline.cdr import CallRecord, Direction, HangupSide, MediaQuality
+from hotline.cdr import FIELDS, CallRecord, Direction, HangupSide, MediaQuality
 from hotline.sip.endpoint import EndReason
 
 __all__ = [
@@ -280,36 +280,7 @@ def _marks(n: int) -> str:
 
 # -- call detail records --------------------------------------------------------------------
 
-CDR_COLUMNS: Final = (
-    "call_id",
-    "node",
-    "direction",
-    "caller",
-    "called",
-    "started_at",
-    "answered_at",
-    "ended_at",
-    "duration_s",
-    "talk_s",
-    "flow",
-    "flow_version",
-    "flow_result",
-    "queue",
-    "queue_wait_s",
-    "agent",
-    "transferred_to",
-    "hangup_side",
-    "end_reason",
-    "sip_status",
-    "rx_packets",
-    "rx_loss_pct",
-    "rx_jitter_ms",
-    "tx_packets",
-    "tx_loss_pct",
-    "tx_jitter_ms",
-    "rtt_ms",
-    "mos",
-)
+CDR_COLUMNS: Final = FIELDS  # the table's columns are the record's fields, in order
 _CDR_SELECT: Final = ", ".join(CDR_COLUMNS)
 _CDR_ROWS_PER_INSERT: Final = 100  # 2,800 parameters: within both databases' limits
 

@@ -1439,6 +1439,22 @@ class Endpoint:
     def _retry_modify(
         self, op: _ModifyOp, tx: ClientTransaction, resp: Response, now: float
     ) -> bool:
+        resent = self._resend_authorized(op, tx, resp, now, op.call.modify_tx)
+        if resent is None:
+            return False
+        op.call.modify_tx = resent
+        return True
+
+    def _resend_authorized(
+        self,
+        op: _ModifyOp | _ReferOp,
+        tx: ClientTransaction,
+        resp: Response,
+        now: float,
+        current: ClientTransaction | None,
+    ) -> ClientTransaction | None:
+        """Send an in-dialog request of ours again with the credentials a 401/407 asked
+        for (at most twice per request, while the call is up and `tx` still current)."""
         call = op.call
         digest = self._call_digest(call)
         if (
@@ -1446,18 +1462,18 @@ class Endpoint:
             or op.auth_tries >= 2
             or call.dialog is None
             or call.state is not CallState.CONFIRMED
-            or call.modify_tx is not tx
+            or current is not tx
         ):
-            return False
+            return None
         cseq = call.dialog.local_seq + 1
         req = self._authorized(tx.request, resp, digest, cseq, call.peer.transport)
         if req is None:
-            return False
+            return None
         call.dialog.local_seq = cseq
         op.auth_tries += 1
-        call.modify_tx = self.layer.send_request(req, call.peer, now)
-        call.modify_tx.user_data = op
-        return True
+        resent = self.layer.send_request(req, call.peer, now)
+        resent.user_data = op
+        return resent
 
     def _modify_failed(self, op: _ModifyOp, tx: ClientTransaction, status: int) -> None:
         call = op.call
@@ -1523,25 +1539,11 @@ class Endpoint:
         self._refer_final(op, tx, status, now)
 
     def _retry_refer(self, op: _ReferOp, tx: ClientTransaction, resp: Response, now: float) -> bool:
-        call = op.call
-        digest = self._call_digest(call)
-        if (
-            digest is None
-            or op.auth_tries >= 2
-            or call.dialog is None
-            or call.state is not CallState.CONFIRMED
-            or call.refer_tx is not tx
-        ):
+        resent = self._resend_authorized(op, tx, resp, now, op.call.refer_tx)
+        if resent is None:
             return False
-        cseq = call.dialog.local_seq + 1
-        req = self._authorized(tx.request, resp, digest, cseq, call.peer.transport)
-        if req is None:
-            return False
-        call.dialog.local_seq = cseq
-        op.auth_tries += 1
-        call.refer_tx = self.layer.send_request(req, call.peer, now)
-        call.refer_tx.user_data = op
-        call.refer_id = cseq
+        op.call.refer_tx = resent
+        op.call.refer_id = resent.request.cseq.number
         return True
 
     def _refer_final(self, op: _ReferOp, tx: ClientTransaction, status: int, now: float) -> None:

@@ -143,6 +143,16 @@ def test_book_by_keypad_then_cancel_on_a_repeat_call(tmp_path: Path) -> None:
     assert '"key": "•"' in traces and '"medicare": "•••"' in traces  # the keys, masked
 
 
+def _heard(callers: list[tuple[subprocess.Popen[str], Path]]) -> set[str]:
+    """The references the callers' BYEs carried, from their SIPp message traces."""
+    heard: set[str] = set()
+    for _proc, trace in callers:
+        if trace.exists():
+            heard |= set(re.findall(r"X-Hotline-Reference: ([23456789FKMRW]{7})",
+                                    trace.read_text(errors="replace")))
+    return heard
+
+
 def test_sigkill_mid_batch_loses_no_heard_reference(tmp_path: Path) -> None:
     flows = _flows(tmp_path)
     server = start_server(tmp_path, flows=flows, default_flow="vaccine")
@@ -168,6 +178,11 @@ def test_sigkill_mid_batch_loses_no_heard_reference(tmp_path: Path) -> None:
         while server.log_text().count("flow hangs up (booked)") < 2:
             assert time.monotonic() < end, server.log_text()[-4000:]
             time.sleep(0.05)
+        # The log line comes just before the BYE carrying the reference leaves: kill once
+        # two callers have it in hand (their traces), not on the log line alone.
+        end = time.monotonic() + 5
+        while len(_heard(callers)) < 2 and time.monotonic() < end:
+            time.sleep(0.02)
         server.proc.send_signal(signal.SIGKILL)
         server.proc.wait(10)
     finally:
@@ -176,11 +191,7 @@ def test_sigkill_mid_batch_loses_no_heard_reference(tmp_path: Path) -> None:
             proc.communicate()
         if server.alive():  # the test failed before the kill: leave no engine behind
             stop_server(server)
-    heard: set[str] = set()
-    for _proc, trace in callers:
-        if trace.exists():
-            heard |= set(re.findall(r"X-Hotline-Reference: ([23456789FKMRW]{7})",
-                                    trace.read_text(errors="replace")))
+    heard = _heard(callers)
     assert len(heard) >= 2
     # restart on the same database: every reference a caller heard is there, confirmed
     server = start_server(tmp_path, flows=flows, default_flow="vaccine")

@@ -561,13 +561,15 @@ def test_pyvoip_agent_registers_dials_hears_and_is_heard(tmp_path: Path) -> None
             assert wait_until(
                 lambda: f"answered call {call_id} from bob to 1800" in server.log_text(), 5
             )
-            heard = _wait_audio(agent.recorded, 2.5)[: int(2.5 * RATE)]
+            # pyVoIP's Python RTP thread drops or repeats a packet now and then on a busy
+            # machine (a break in the tone): listen longer, ask for 1.5 s unbroken.
+            heard = _wait_audio(agent.recorded, 4.5)[: int(4.5 * RATE)]
             level = tone_level(heard, IVR_TONE_HZ)
             print(
                 f"pyVoIP heard {dominant_frequency(heard):.1f} Hz at {level:.2f} dBFS, "
                 f"RMS {rms_dbfs(heard):.2f} dBFS"
             )
-            assert detect_tone(heard, IVR_TONE_HZ, IVR_TONE_DB - 1.5, 2.0)
+            assert detect_tone(heard, IVR_TONE_HZ, IVR_TONE_DB - 1.5, 1.5)
             assert level == pytest.approx(IVR_TONE_DB, abs=1.5)
             agent.play(dtmf(KEYS, 0.1, 0.15))
             assert wait_until(lambda: len(_digits(server, call_id)) >= len(KEYS), 8)

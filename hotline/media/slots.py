@@ -11,6 +11,7 @@ Must not know: what the rows hold.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import TypeVar
 
 import numpy as np
@@ -26,7 +27,7 @@ def grown(array: npt.NDArray[_Item], capacity: int, fill: float = 0) -> npt.NDAr
     return out
 
 
-class SlotBank:
+class SlotBank(ABC):
     """Rows of per-leg state handed out and taken back; the arrays grow by doubling."""
 
     def __init__(self, capacity: int) -> None:
@@ -44,11 +45,13 @@ class SlotBank:
         self._free.sort(reverse=True)  # pop() hands out the lowest free slot
         self._capacity = capacity
 
+    @abstractmethod
     def _grow(self, capacity: int) -> None:
-        raise NotImplementedError
+        """Extend the bank's own arrays to `capacity` rows (the new rows are unused)."""
 
+    @abstractmethod
     def _reset(self, slot: int) -> None:
-        raise NotImplementedError
+        """Fresh state for one row."""
 
     @property
     def capacity(self) -> int:

@@ -45,10 +45,17 @@ Measures, per profile × buffer, medians over the seeds:
 * **drop %**: packets that arrived in time and were never played — discarded by the
   buffer to shorten its delay or make room (hotline's quiet frames, libspeexdsp's
   skips, aiortc's ``smart_remove`` after a loss stalls it);
-* **loss %**: packets never played, network loss included, per packet sent;
-* **added delay**: for each played packet, the time its audio starts playing (the tick,
-  plus hotline's 3.75 ms concealment look-ahead where it applies) minus its arrival
-  time — the delay the buffer adds on top of the network; mean and 95th percentile;
+* **loss %**: packets never played, network loss included, per packet sent. A packet
+  is played only when all of its audio was: for hotline, every one of its samples in a
+  subframe the frame marks present (so the concealment passes it through), none of
+  them dropped to shrink the delay, skipped or concealed — a packet cut by any of these
+  counts as not played (late or dropped), never as played with its delay measured from
+  a start that survived; for the others, when its frame is returned or due;
+* **added delay**: for each played packet, the time its audio starts playing minus its
+  arrival time — the delay the buffer adds on top of the network; mean and 95th
+  percentile. The start is the tick that took the packet's first sample plus that
+  sample's place in the frame (hotline's frames need not begin where packets do; the
+  others' always do), plus hotline's 3.75 ms concealment look-ahead where it applies;
 * **PESQ**: ITU-T P.862 narrow-band MOS-LQO (P.862.1 mapping; the ``pesq`` package) of
   each clip of the output against the same clip of the clean µ-law stream (the packets
   as sent, decoded), the output clip found by cross-correlation (the best lag within
@@ -64,10 +71,16 @@ Targets checked (printed with the ratio or difference to each): hotline's late l
 at least 0.3 above aiortc's and not below libspeexdsp's on every profile; its PLC at
 least as good as spandsp's. Comparisons are paired: the median over seeds of the
 per-seed difference (same trace, same speech), with its range. Beside the delay target
-is a floor: the p95 added delay of the best fixed playout on the same tick grid, chosen
-with hindsight for the same late-loss budget (with the 3.75 ms concealment look-ahead).
-On a stationary network a buffer that moves its delay in whole 20 ms frames has little
-room below it; only one that rides out spikes instead of covering them can go lower.
+are two oracles, fixed playouts chosen with hindsight for the same late-loss budget
+(with the 3.75 ms concealment look-ahead). The first is a floor: the best offset on the
+same tick grid. It is the best of every fixed offset for a buffer that takes a frame per
+tick, on the grid or between its points, since a packet must have arrived by the tick
+that takes its first sample and an offset past that tick only adds to its delay; on a
+stationary network an adaptive buffer has little room below it, and only one that
+rides out spikes instead of covering them goes lower. The second frees the offset
+from the tick, each packet due only when its first sample plays: what taking audio
+sample by sample would cost, and so how much of the floor the 20 ms tick's phase
+costs; no buffer on this 20 ms tick can reach it.
 
 Needs: PyPI packages ``aiortc`` and ``pesq`` (bench-only), Debian packages ``espeak-ng``,
 ``libspeexdsp1`` and ``libspandsp2``; a missing one stops the run with its name.
@@ -113,7 +126,7 @@ from _netprofiles import PROFILES, Trace, TraceStats, fit, loss_mask, make_trace
 
 from hotline.media import g711
 from hotline.media.plc import LOOKAHEAD, Concealer
-from hotline.rtp.jitter import FrameOutcome, JitterBuffer, quiet_code_table
+from hotline.rtp.jitter import JitterBuffer, quiet_code_table
 
 Int16Array = npt.NDArray[np.int16]
 Int64Array = npt.NDArray[np.int64]
@@ -346,11 +359,11 @@ def load_speech(cache_dir: Path, refresh: bool) -> Speech:
 
 @dataclass
 class Playout:
-    """What one buffer played: the audio of every tick, and for each packet the tick
-    at which its audio started playing (-1: never)."""
+    """What one buffer played: the audio of every tick, and for each packet the time
+    at which its audio started playing (NaN: not played), on the tick clock."""
 
     audio: Int16Array  # (ticks × FRAME) flattened
-    played: Int64Array  # per packet
+    started: Float64Array  # per packet, seconds; the lookahead is not in it
     late: BoolArray  # per packet: arrived after the buffer had played past its place
     lookahead: int  # samples by which playing lags the tick (concealment delay)
 
@@ -388,13 +401,21 @@ _QUIET = quiet_code_table(g711.ULAW_DECODE)
 
 
 def run_hotline(stream: Stream) -> Playout:
+    """hotline's buffer, each packet followed sample by sample: it is played when every
+    one of its samples was played as received — in a subframe the frame marks present,
+    which the concealment passes through — and its audio starts at the tick that took
+    its first sample plus that sample's place in the frame. A packet any sample of
+    which was dropped, skipped or concealed is not played."""
     jb = JitterBuffer(fill=g711.ULAW_SILENCE, quiet_codes=_QUIET)
     concealer = Concealer(FRAME)
     codes, arrival = stream.codes, stream.trace.arrival
+    packets = stream.packets
     out = np.empty((stream.ticks, FRAME), dtype=np.int16)
-    played = np.full(stream.packets, -1, dtype=np.int64)
-    late = np.zeros(stream.packets, dtype=np.bool_)
+    first_played = np.full(packets, np.nan)  # when each packet's first sample played
+    samples_played = np.zeros(packets, dtype=np.int64)
+    late = np.zeros(packets, dtype=np.bool_)
     halves = ([False, False], [True, False], [False, True], [True, True])
+    sub = jb.subframe_samples
     for k, arrived in enumerate(stream.arrivals_by_tick()):
         now = stream.tick_time(k)
         for i in arrived:
@@ -402,13 +423,23 @@ def run_hotline(stream: Stream) -> Playout:
             jb.put(i, TS0 + FRAME * i, codes[i * FRAME : (i + 1) * FRAME], float(arrival[i]))
             late[i] = jb.late_samples > before  # wholly or partly behind the playout point
         frame = jb.get(now)
-        if frame.outcome is FrameOutcome.PLAYED or frame.outcome is FrameOutcome.CONCEALED:
-            index, rest = divmod(frame.position - TS0, FRAME)
-            if frame.present == 0b11 and rest == 0 and 0 <= index < stream.packets:
-                played[index] = k
+        present = frame.present
+        if present:
+            for half in range(jb.subframes):
+                if not present >> half & 1:
+                    continue
+                start = frame.position - TS0 + half * sub  # the subframe's samples
+                end = start + sub
+                for i in range(max(0, start // FRAME), min(packets, -(-end // FRAME))):
+                    low, high = max(start, i * FRAME), min(end, (i + 1) * FRAME)
+                    samples_played[i] += high - low
+                    if low == i * FRAME:  # the packet's first sample
+                        first_played[i] = now + (TS0 + i * FRAME - frame.position) / RATE
         samples = _ULAW_DECODE[np.frombuffer(frame.payload, dtype=np.uint8)]
-        out[k] = concealer.process(samples, halves[frame.present])
-    return Playout(out.reshape(-1), played, late, concealer.delay)
+        out[k] = concealer.process(samples, halves[present])
+    # No sample plays twice (the buffer's invariant), so FRAME samples is all of them.
+    started = np.where(samples_played == FRAME, first_played, np.nan)
+    return Playout(out.reshape(-1), started, late, concealer.delay)
 
 
 def run_fixed(stream: Stream, delay: float) -> Playout:
@@ -429,9 +460,9 @@ def run_fixed(stream: Stream, delay: float) -> Playout:
             out[k] = concealer.process(_ULAW_DECODE[codes[i * FRAME : (i + 1) * FRAME]], None)
         else:
             out[k] = concealer.process(silence, (False, False))
-    played = np.where(on_time & (due < stream.ticks), due, -1)
+    started = np.where(on_time & (due < stream.ticks), due_time, np.nan)
     late = ~np.isnan(trace.arrival) & ~on_time
-    return Playout(out.reshape(-1), played, late, concealer.delay)
+    return Playout(out.reshape(-1), started, late, concealer.delay)
 
 
 def run_aiortc(stream: Stream, libs: Libraries) -> Playout:
@@ -441,7 +472,7 @@ def run_aiortc(stream: Stream, libs: Libraries) -> Playout:
     codes = stream.codes
     queue: deque[tuple[int, Int16Array]] = deque()  # the track's queue of decoded frames
     out = np.zeros((stream.ticks, FRAME), dtype=np.int16)
-    played = np.full(stream.packets, -1, dtype=np.int64)
+    started = np.full(stream.packets, np.nan)
     late = np.zeros(stream.packets, dtype=np.bool_)
     for k, arrived in enumerate(stream.arrivals_by_tick()):
         for i in arrived:
@@ -468,31 +499,31 @@ def run_aiortc(stream: Stream, libs: Libraries) -> Playout:
         if queue:
             index, pcm = queue.popleft()
             out[k, : pcm.size] = pcm[:FRAME]
-            played[index] = k
-    return Playout(out.reshape(-1), played, late, 0)
+            started[index] = stream.tick_time(k)
+    return Playout(out.reshape(-1), started, late, 0)
 
 
 def run_speex(stream: Stream, libs: Libraries) -> Playout:
     codes = stream.codes
     out = np.zeros((stream.ticks, FRAME), dtype=np.int16)
-    played = np.full(stream.packets, -1, dtype=np.int64)
+    started = np.full(stream.packets, np.nan)
     late = np.zeros(stream.packets, dtype=np.bool_)
     ok = libs.speex.GetResult.OK
-    started = False
+    playing = False
     with libs.speex.SpeexJitterBuffer(FRAME) as jb:
         for k, arrived in enumerate(stream.arrivals_by_tick()):
             pointer = jb.pointer_timestamp()  # the next sample it will play
             for i in arrived:
                 timestamp = TS0 + FRAME * i
-                late[i] = started and timestamp + FRAME <= pointer
+                late[i] = playing and timestamp + FRAME <= pointer
                 jb.put(codes[i * FRAME : (i + 1) * FRAME], timestamp, FRAME, i, i)
             result, payload, index = jb.get()
             if result == ok and len(payload) == FRAME:
                 out[k] = _ULAW_DECODE[np.frombuffer(payload, dtype=np.uint8)]
-                played[index] = k
-                started = True
+                started[index] = stream.tick_time(k)
+                playing = True
             jb.tick()
-    return Playout(out.reshape(-1), played, late, 0)
+    return Playout(out.reshape(-1), started, late, 0)
 
 
 # -- scoring -------------------------------------------------------------------------------
@@ -544,12 +575,11 @@ def score(
 ) -> Result:
     trace = stream.trace
     delivered = ~np.isnan(trace.arrival)
-    played = playout.played >= 0
+    played = ~np.isnan(playout.started)
     sent = stream.packets
     late = delivered & ~played & playout.late
     dropped = delivered & ~played & ~playout.late
-    ticks = playout.played[played]
-    start = stream.phase + ticks * TICK + playout.lookahead / RATE
+    start = playout.started[played] + playout.lookahead / RATE
     added = start - trace.arrival[played]
     mos, failures = pesq_of(libs, reference, playout.audio, speech.clips)
     return Result(
@@ -568,7 +598,11 @@ def oracle_p95(stream: Stream, late_budget: float, lookahead: int) -> float:
     chosen with hindsight: every packet played at send time plus one offset on this
     run's tick grid (``phase + 20 ms · k`` after its send time), the smallest offset
     whose late loss is within `late_budget`, with `lookahead` samples of concealment
-    delay added. A floor for any buffer that moves its delay in whole frames."""
+    delay added. It is also the best of all fixed offsets, on the grid or off it, for
+    a buffer that takes a frame per tick: the frame holding a packet's first sample is
+    taken at the last tick at or before that sample's time, so the packet must have
+    arrived by then, and an offset `s` past a grid point leaves every packet the same
+    deadline and adds `s` to its delay."""
     trace = stream.trace
     delivered = ~np.isnan(trace.arrival)
     network = (trace.arrival - trace.send)[delivered]
@@ -581,6 +615,19 @@ def oracle_p95(stream: Stream, late_budget: float, lookahead: int) -> float:
             on_time = network[network <= offset + 1e-12]
             return float(np.percentile(offset - on_time, 95)) + lookahead / RATE
         k += 1
+
+
+def free_oracle_p95(stream: Stream, late_budget: float, lookahead: int) -> float:
+    """The same with the offset free of the tick grid and each packet due at its own
+    playout time, not at the tick before it: the smallest offset whose late loss is
+    within `late_budget`. What playout would cost if audio were taken sample by
+    sample; no buffer that takes 20 ms frames on a 20 ms tick can reach it."""
+    trace = stream.trace
+    network = np.sort((trace.arrival - trace.send)[~np.isnan(trace.arrival)])
+    allowed = math.floor(late_budget * stream.packets + 1e-9)  # packets that may be late
+    offset = float(network[max(0, network.size - 1 - allowed)])
+    on_time = network[network <= offset]
+    return float(np.percentile(offset - on_time, 95)) + lookahead / RATE
 
 
 def plc_run(
@@ -641,6 +688,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, dict[str, list[Result]]] = {p: {b: [] for b in BUFFERS} for p in PROFILES}
     achieved: dict[str, list[TraceStats]] = {p: [] for p in PROFILES}
     oracles: dict[str, list[float]] = {p: [] for p in PROFILES}
+    free_oracles: dict[str, list[float]] = {p: [] for p in PROFILES}
     for name, profile in PROFILES.items():
         model = fit(profile)
         print(
@@ -665,6 +713,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for buffer, playout in runs.items():
                 results[name][buffer].append(score(stream, playout, reference, speech, libs))
             oracles[name].append(oracle_p95(stream, TARGETS[name].late, LOOKAHEAD))
+            free_oracles[name].append(free_oracle_p95(stream, TARGETS[name].late, LOOKAHEAD))
             print(
                 f"  seed {seed}: achieved p50 {stats.p50 * 1e3:.1f} ms, p95 {stats.p95 * 1e3:.1f} ms,"
                 f" loss {stats.loss * 100:.2f} % (mean burst {stats.mean_burst:.1f}),"
@@ -677,7 +726,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for method, value in plc_run(codes, reference, speech, seed, libs).items():
             plc[method].append(value)
     elapsed = time.perf_counter() - started
-    return report(results, achieved, oracles, plc, seeds, elapsed)
+    return report(results, achieved, oracles, free_oracles, plc, seeds, elapsed)
 
 
 def fmt_ms(seconds: float) -> str:
@@ -688,6 +737,7 @@ def report(
     results: dict[str, dict[str, list[Result]]],
     achieved: dict[str, list[TraceStats]],
     oracles: dict[str, list[float]],
+    free_oracles: dict[str, list[float]],
     plc: dict[str, list[float]],
     seeds: list[int],
     elapsed: float,
@@ -751,6 +801,11 @@ def report(
             f" the same tick grid, chosen with hindsight for <= {target.late * 100:g} % late,"
             f" has {floor * 1e3:.1f} ms",
         )
+        print(
+            f"          (with the offset free of the 20 ms tick, each packet due when its"
+            f" first sample plays — out of reach of a buffer taking a frame per tick —"
+            f" {median(free_oracles[name]) * 1e3:.1f} ms)"
+        )
         pesq = [r.pesq for r in results[name]["hotline"]]
         for other, margin in (("aiortc", PESQ_OVER_AIORTC), ("libspeexdsp", 0.0)):
             theirs = [r.pesq for r in results[name][other]]
@@ -780,6 +835,7 @@ def report(
             for name in PROFILES
         },
         "oracle_p95_added": oracles,
+        "free_oracle_p95_added": free_oracles,
         "per_seed": {
             name: {buffer: [asdict(r) for r in runs] for buffer, runs in per_buffer.items()}
             for name, per_buffer in results.items()

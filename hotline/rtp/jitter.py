@@ -20,9 +20,12 @@ its timestamp (in samples); its relative delay is that transit minus the smalles
 transit over the last `window` seconds (the fastest path through the network). Transits
 are kept as a histogram of 8-sample (1 ms) buckets, so a packet costs a dictionary
 increment, not a sort. The target delay is the `quantile` (98.5 % by default) of the
-relative delays, plus the alignment packets need against the tick (a packet that starts
-k samples into a frame must be there k samples early: 10 ms for 30 ms packets against a
-20 ms tick, none when their edges meet), kept within `min_delay` and `max_delay`.
+relative delays, plus the alignment packets need against the tick, kept within
+`min_delay` and `max_delay`. A tick takes a whole frame at once, so a packet that
+starts k samples into the frame holding it must be there k samples before its own
+playout time. Frames are counted from the playout point as it actually is (not from
+an assumed grid), so k follows from each packet's offset to it: 10 ms for 30 ms packets
+against a 20 ms tick, none when packets and frames share their edges.
 
 Spikes do not set the target. The quantile is capped at Tukey's far-out fence of the
 window — its third quartile plus `body_span` (3) times its interquartile range — so a
@@ -49,7 +52,16 @@ moved to a faster path, or its timestamps stepped ahead for good. `outliers` cou
 records dropped; the reference and target are then recomputed from the rest at once
 (within 16 ticks of a step down). A spike over the body of the window drops nothing.
 
-How the delay follows its target (no time-stretching; that is out of scope):
+How the delay follows its target, in whole frames (no time-stretching; that is out of
+scope). Moving the playout point by part of a frame would buy nothing on a tick: a
+packet must be there when the tick that takes its first sample comes, and its audio
+starts k samples later. Inserting s samples (s short of a frame) delays every later
+sample by s and leaves each packet the same tick to meet; dropping s samples brings
+them on by s but puts each packet's head into the frame before, a whole tick earlier.
+So where packets and frames share their edges the playout point stays on them, and the
+delay in force moves on a lattice of frames whose phase the tick and the network set
+(bench/jitter.py's grid oracle is that floor; a free offset would need audio taken
+sample by sample).
 
 * Shrink: when the delay exceeds the target by a frame or more and the next frame is
   quiet (every code in `quiet_codes`; see `quiet_code_table`) and the frame after it is

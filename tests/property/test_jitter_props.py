@@ -268,3 +268,67 @@ def test_a_clean_stream_plays_steadily_after_a_prefix_near_its_timestamps(
                 now += TICK
     frames = play_clean_stream(jb, check, now, top_seq + 1, ts0, samples, lag)
     assert all(f.outcome is FrameOutcome.PLAYED for f in frames[-75:])
+
+
+# Quiet (µ-law silence) or loud codes, per packet: what the buffer may drop or insert before.
+QUIET_CODES = bytes([0xFF, 0x7F])
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    ts0=u32,
+    phase=st.floats(0.0, 0.0199),
+    packets=st.lists(
+        st.tuples(
+            st.floats(0.0, 0.25),  # extra delay on top of 5 ms
+            st.sampled_from(["arrive", "lose", "twice"]),
+            st.booleans(),  # quiet
+        ),
+        min_size=1,
+        max_size=120,
+    ),
+)
+def test_packets_the_ticks_size_keep_the_playout_point_on_their_edges(
+    ts0: int, phase: float, packets: list[tuple[float, str, bool]]
+) -> None:
+    """20 ms packets against the 20 ms tick, any jitter (reordering, stalls), loss,
+    duplication and mix of quiet and loud packets: every frame played or concealed
+    starts where a packet does, shrinking drops whole frames and only quiet ones (the
+    excess never reaches the force threshold here), and no sample plays twice."""
+    jb = JitterBuffer(quiet_codes=QUIET_CODES, initial_delay=0.04, max_delay=0.3, force_excess=1.0)
+    check = Checker()
+    sent: list[tuple[float, Sent]] = []
+    quiet_at: dict[int, bool] = {}
+    for i, (extra, fate, quiet) in enumerate(packets):
+        ts = (ts0 + 160 * i) & 0xFFFFFFFF
+        data = b"\xff" * 160 if quiet else payload(1, ts, 160)
+        quiet_at[ts] = quiet
+        if fate == "lose":
+            continue
+        arrival = i * TICK + 0.005 + extra
+        sent.append((arrival, Sent(i, ts, 1, data)))
+        if fate == "twice":
+            sent.append((arrival + 0.003, Sent(i, ts, 1, data)))
+    sent.sort(key=lambda item: item[0])
+    ticks = len(packets) + 30
+    j = 0
+    for k in range(ticks):
+        now = phase + k * TICK
+        while j < len(sent) and sent[j][0] <= now:
+            arrival, packet = sent[j]
+            jb.put(packet.seq, packet.ts, packet.data, arrival, ssrc=1)
+            j += 1
+        frame = jb.get(now)
+        assert len(frame.payload) == 160
+        if frame.outcome not in (FrameOutcome.PLAYED, FrameOutcome.CONCEALED):
+            continue
+        # Positions extend the 32-bit timestamps from whichever packet came first.
+        assert ((frame.position - ts0) & 0xFFFFFFFF) % 160 == 0
+        assert frame.dropped % 160 == 0
+        for start in range(frame.position - frame.dropped, frame.position, 160):
+            assert quiet_at.get(start & 0xFFFFFFFF, False), start
+        # Never backwards, never over what was played.
+        previous = check.next_position.get(frame.epoch)
+        assert previous is None or frame.position - frame.dropped >= previous
+        check.next_position[frame.epoch] = frame.position + 160
+    assert jb.resyncs == 0

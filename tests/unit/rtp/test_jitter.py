@@ -552,6 +552,72 @@ def test_the_buffer_grows_by_inserting_before_a_quiet_frame() -> None:
     assert delay is not None and delay >= 0.03
 
 
+# -- the playout point against the tick --------------------------------------------------
+
+
+@pytest.mark.parametrize("phase", [0.0, 0.001, 0.0075, 0.013, 0.0199])
+def test_playout_starts_at_the_first_tick_whose_delay_meets_the_target(phase: float) -> None:
+    """Whatever the tick's phase against the packets, the first frame plays at the
+    first tick at which the delay in force reaches the target, so it starts less than a
+    frame above it; the ticks before it buffered below it."""
+    jb = JitterBuffer(initial_delay=0.045, min_delay=0.045)
+    packets = stream(40, transit=0.004)
+    queue = sorted(packets, key=lambda p: p.arrival)
+    i = 0
+    below: list[float] = []
+    for k in range(40):
+        now = phase + k * TICK
+        while i < len(queue) and queue[i].arrival <= now:
+            p = queue[i]
+            jb.put(p.seq, p.ts, p.payload, p.arrival)
+            i += 1
+        frame = jb.get(now)
+        delay = jb.delay(now)
+        if frame.outcome is BUFFERING:
+            if delay is not None:
+                below.append(delay - jb.target_delay)
+            continue
+        assert frame.outcome is PLAYED and frame.position == 8000
+        assert delay is not None
+        started_at = delay + 160 / RATE  # the playout point has moved past the frame
+        assert jb.target_delay <= started_at < jb.target_delay + 160 / RATE
+        break
+    else:
+        pytest.fail("the stream never started playing")
+    assert below and all(gap < 0 for gap in below)
+
+
+def test_20ms_packets_keep_the_playout_point_on_their_edges_through_every_edit() -> None:
+    """Start, growth for a slower path, shrinking after a stall, a loss and quiet
+    frames dropped: with packets the tick's size, every frame the buffer plays begins
+    where a packet does, and every drop is of whole frames — a playout point off their
+    edges would make each packet straddle two ticks and need to be there a tick early."""
+    quiet = quiet_code_table(g711.ULAW_DECODE)
+    rng = random.Random(17)
+    quiet_frames = {k for k in range(400) if k % 7 in (0, 1)}
+    jb = JitterBuffer(initial_delay=0.02, min_delay=0.01, quiet_codes=quiet, window=1.0)
+    packets = [p for p in stream(400) if p.seq != 250]
+    for p in packets:
+        p.payload = loud_or_quiet(p.ts, 160, quiet_frames)
+        p.arrival += rng.uniform(0.0, 0.01)
+        if p.seq >= 200:
+            p.arrival += 0.025  # a slower path for good
+        if 5.0 <= p.arrival < 5.2:
+            p.arrival = 5.2  # a stall
+    result = run(jb, packets, 420, tick0=0.0123)
+    played = [f for f in result.frames if f.outcome in (PLAYED, CONCEALED)]
+    assert played and all((f.position - 8000) % 160 == 0 for f in played)
+    assert all(f.dropped % 160 == 0 for f in result.frames)
+    # The run did exercise the edits it is about.
+    assert jb.dropped_samples > 0 and jb.expanded > 0 and jb.concealed > 0
+    for f in played:  # and what it played is what was sent there
+        for half in range(2):
+            if f.present >> half & 1:
+                start = f.position + 80 * half
+                expected = loud_or_quiet(start, 80, quiet_frames)
+                assert f.payload[80 * half : 80 * half + 80] == expected, (f.position, half)
+
+
 def test_overflow_drops_the_oldest_audio_for_a_packet_far_ahead() -> None:
     jb = JitterBuffer(initial_delay=0.1, max_delay=0.1, capacity=0.2)
     for i in range(5):

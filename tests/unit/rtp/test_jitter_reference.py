@@ -217,6 +217,21 @@ def test_a_talkspurt_off_the_frame_grid_is_waited_for_not_concealed() -> None:
     assert_content(result.frames)
 
 
+def test_alignment_is_counted_from_the_playout_point_not_from_timestamp_multiples() -> None:
+    """20 ms packets whose timestamps are no multiple of 160: the playout point starts
+    at the first packet, so frames and packets share their edges and no alignment is
+    added; 30 ms packets from the same start need 10 ms for every other packet."""
+    for samples, align in ((160, 0), (240, 80)):
+        jb = JitterBuffer(initial_delay=0.02, min_delay=0.02, quiet_codes=None)
+        result = run(jb, stream(150, samples=samples, ts0=8043, transit=0.005), 150)
+        assert jb.target_delay == pytest.approx((0.02 * 8000 + align) / 8000)
+        played = [f for f in result.frames if f.outcome is PLAYED]
+        assert played[0].position == 8043
+        assert all(f.present == 0b11 for f in played)
+        assert sum(f.outcome is CONCEALED for f in result.frames) == 0
+        assert_content(result.frames)
+
+
 # -- settings -----------------------------------------------------------------------------------
 
 

@@ -24,6 +24,25 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _defuse_pyvoip_finalizer() -> None:
+    """pyVoIP's `VoIPCall.__del__` releases the call's RTP ports, which asks threads
+    whether they are alive. When the cyclic garbage collector runs that finalizer inside
+    `threading`'s own bookkeeping — a new thread registering itself, holding
+    `_shutdown_locks_lock` — `is_alive()` takes that lock again and the thread hangs for
+    good, and with it the `Thread.start()` that waits for it (seen: a pyVoIP call stuck
+    in starting its RTP thread until the test timed out). Without the finalizer nothing
+    leaks: pyVoIP reclaims ports of ended calls itself whenever its range runs out
+    (`VoIPPhone.request_port`), and `stop()` ends everything."""
+    try:
+        from pyVoIP.VoIP import VoIPCall
+    except ImportError:  # the tests that need pyVoIP say so themselves
+        return
+    VoIPCall.__del__ = lambda self: None  # type: ignore[method-assign]
+
+
+_defuse_pyvoip_finalizer()
+
+
 def free_port(transports: tuple[str, ...] = ("udp", "tcp")) -> int:
     """A port free for every transport in `transports` on 127.0.0.1."""
     for _ in range(200):

@@ -1,7 +1,7 @@
 """The media plane's one clock: a single 20 ms tick that serves every call leg at once.
 
-Owns, for every leg of every call: the RTP and RTCP sockets (one asyncio
-`DatagramProtocol` each, bound on the leg's port pair), the per-leg inbound queue and
+Owns, for every leg of every call: the RTP and RTCP sockets (bound on the leg's port
+pair; all read at the start of each tick, `SocketReader`), the per-leg inbound queue and
 playout buffer, the tick schedule, and the tick itself — take each leg's due audio,
 decode G.711 for all legs in one table lookup per codec, run the in-band DTMF bank over
 the whole (legs × 160) block, report digits exactly once (RFC 4733 and in-band
@@ -38,7 +38,8 @@ Two layers:
   is what a datagram costs (parse, latch, sequence check, append to the leg's queue);
   `MediaCore.tick(index, now, skipped, ntp_now=...)` is one tick; the NTP wall-clock
   time RTCP sender reports carry is passed in. Tests drive both with fake time.
-* `MediaLoop` owns the asyncio side: it binds the sockets, and fires tick n at
+* `MediaLoop` owns the asyncio side: it binds the sockets, reads them all at the start
+  of each tick (one readiness poll, kernel arrival timestamps), and fires tick n at
   ``t0 + n · 20 ms`` with `loop.call_at` — never `sleep` — so lateness never
   accumulates; a tick that is more than `max_behind` periods late skips ahead (counted),
   and skipped ticks still advance every leg's RTP clock. It is the one that reads the
@@ -62,8 +63,12 @@ import itertools
 import logging
 import math
 import os
+import platform
 import random
+import selectors
 import socket
+import struct
+import sys
 import tempfile
 import time
 from collections import deque
@@ -129,8 +134,18 @@ class Role(Enum):
 
 _QUIET = {c: quiet_code_table(_DECODE[c].tolist()) for c in g711.Codec}
 JITTER_COUNTERS = (
-    "packets", "late", "duplicates", "overflows", "resyncs", "frames", "played",
-    "concealed", "expanded", "buffering", "late_samples", "concealed_samples",
+    "packets",
+    "late",
+    "duplicates",
+    "overflows",
+    "resyncs",
+    "frames",
+    "played",
+    "concealed",
+    "expanded",
+    "buffering",
+    "late_samples",
+    "concealed_samples",
     "dropped_samples",
 )
 
@@ -375,7 +390,7 @@ class MediaLeg:
         self.capture_rx: Int16Array = _SILENT_ROW  # this tick's blocks for the capture
         self.capture_tx: Int16Array = _SILENT_ROW
         self.sendto: SendTo | None = None
-        self.transports: list[asyncio.BaseTransport] = []
+        self.sockets: list[socket.socket] = []  # its RTP and RTCP sockets (MediaLoop's)
         self.first_packet = True
         self.pending_inband: list[_PendingInband] = []
         self.inband_reported: deque[tuple[str, float]] = deque(maxlen=8)
@@ -572,7 +587,8 @@ class MediaCore:
         self.last_index = -1
         self.digits = 0
         self.ended = dict.fromkeys(
-            ("packets_in", "lost", "late", "duplicates", "malformed", "packets_out"), 0)
+            ("packets_in", "lost", "late", "duplicates", "malformed", "packets_out"), 0
+        )
 
     # -- legs --------------------------------------------------------------------
 
@@ -1417,6 +1433,22 @@ TICK_BUCKETS = (0.001, 0.002, 0.005, 0.010, 0.015, 0.020, 0.030, 0.050, 0.100, 0
 LOAD_SMOOTHING = 0.02  # per tick: the load average follows about the last second
 OVERLOAD_LOAD = 0.8  # ticks busy (or late) for 80 % of their period: refuse new calls
 OVERLOAD_HOLD = 2.0  # seconds after skipped ticks during which new calls are refused
+MAX_READS_PER_SOCKET = 64  # datagrams read from one socket in one tick at most
+RECEIVE_SIZE = 2048  # bytes: larger than any RTP or RTCP datagram a G.711 leg gets
+MAX_STAMP_AGE = 5.0  # seconds: an older kernel timestamp means the wall clock stepped
+# SO_TIMESTAMPNS (its control message type, SCM_TIMESTAMPNS, has the same number):
+# Python does not export it; 35 on every Linux architecture that uses the generic
+# socket options (x86, Arm, RISC-V, PowerPC, s390). Elsewhere the read time stands in.
+_TIMESTAMPNS: int | None = getattr(
+    socket,
+    "SO_TIMESTAMPNS",
+    35
+    if sys.platform == "linux"
+    and platform.machine() in {"x86_64", "i686", "aarch64", "armv7l", "riscv64", "ppc64le", "s390x"}
+    else None,
+)
+_TIMESPEC = struct.Struct("@ll")  # struct timespec: time_t and long, both C longs on Linux
+_STAMP_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
 
 
 class Histogram:
@@ -1472,38 +1504,102 @@ def _write_recording(recording: Recording, path: Path) -> Recording | None:
     return recording
 
 
-class _RtpProtocol(asyncio.DatagramProtocol):
-    __slots__ = ("_core", "_leg", "_time")
+class SocketReader:
+    """Every leg's RTP and RTCP sockets, read once per tick.
 
-    def __init__(self, core: MediaCore, leg: MediaLeg, time: Callable[[], float]) -> None:
-        self._core = core
-        self._leg = leg
-        self._time = time
+    One readiness poll for all sockets (epoll on Linux), then one datagram from each
+    ready socket per round, rounds repeated while sockets stay ready — at most
+    `max_per_socket` datagrams from one socket per tick, the rest waiting in its
+    kernel buffer for the next tick. A datagram's arrival time is the kernel's
+    receive timestamp (SO_TIMESTAMPNS, CLOCK_REALTIME) brought onto the loop's clock,
+    so the jitter buffers and RTCP see when packets really came, not when the tick
+    read them. Without kernel timestamps (another platform) the read time stands in.
 
-    def datagram_received(self, data: bytes, addr: Address) -> None:
-        leg = self._leg
-        if leg.rtcp_mux and len(data) > 1 and 192 <= data[1] <= 223:  # RFC 5761 §4
-            self._core.receive_rtcp(leg, data, addr, self._time(), _ntp_now())
-            return
-        self._core.receive_rtp(leg, data, addr, self._time())
+    Why not a `DatagramProtocol` per socket: at 400 bridges the engine takes 40,000
+    datagrams a second, and asyncio's per-datagram readiness callback cost more than
+    the whole media core (bench/media_io.py measures both ways).
+    """
 
-    def error_received(self, exc: Exception) -> None:
-        log.debug("RTP socket of port %d: %s", self._leg.port, exc)
+    def __init__(
+        self,
+        core: MediaCore,
+        clock: Callable[[], float],
+        wall: Callable[[], float] = time.time,
+        max_per_socket: int = MAX_READS_PER_SOCKET,
+    ) -> None:
+        self.core = core
+        self.clock = clock
+        self.wall = wall
+        self.max_per_socket = max_per_socket
+        self._selector = selectors.DefaultSelector()
+        self._timestamps = _TIMESTAMPNS is not None
+        self.read_errors = 0  # reads that failed (e.g. ICMP port unreachable reported)
+        self.datagrams = 0
 
+    def register(self, sock: socket.socket, leg: MediaLeg, rtcp: bool) -> None:
+        if self._timestamps:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, cast(int, _TIMESTAMPNS), 1)
+            except OSError:
+                self._timestamps = False
+        self._selector.register(sock, selectors.EVENT_READ, (sock.recvmsg, leg, rtcp))
 
-class _RtcpProtocol(asyncio.DatagramProtocol):
-    __slots__ = ("_core", "_leg", "_time")
+    def unregister(self, sock: socket.socket) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(sock)
 
-    def __init__(self, core: MediaCore, leg: MediaLeg, time: Callable[[], float]) -> None:
-        self._core = core
-        self._leg = leg
-        self._time = time
+    def close(self) -> None:
+        self._selector.close()
 
-    def datagram_received(self, data: bytes, addr: Address) -> None:
-        self._core.receive_rtcp(self._leg, data, addr, self._time(), _ntp_now())
+    def __len__(self) -> int:
+        return len(self._selector.get_map())
 
-    def error_received(self, exc: Exception) -> None:
-        log.debug("RTCP socket of port %d: %s", self._leg.port + 1, exc)
+    def drain(self) -> int:
+        """Read what every socket holds (up to the per-socket limit) into the core;
+        returns the datagrams read."""
+        select = self._selector.select
+        ready = select(0)
+        if not ready:
+            return 0
+        core = self.core
+        now = self.clock()
+        wall_now = self.wall()
+        to_loop = now - wall_now  # a wall-clock stamp plus this is loop time
+        space = _STAMP_SPACE if self._timestamps else 0
+        unpack, stamp_size = _TIMESPEC.unpack, _TIMESPEC.size
+        level_type = (socket.SOL_SOCKET, _TIMESTAMPNS)
+        oldest = wall_now - MAX_STAMP_AGE
+        receive_rtp, receive_rtcp = core.receive_rtp, core.receive_rtcp
+        read = 0
+        for _ in range(self.max_per_socket):
+            for key, _mask in ready:
+                recvmsg, leg, rtcp = key.data
+                try:
+                    data, ancillary, _flags, source = recvmsg(RECEIVE_SIZE, space)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError as exc:  # an ICMP error for something this socket sent
+                    self.read_errors += 1
+                    log.debug("media socket of port %d: %s", leg.port + rtcp, exc)
+                    continue
+                read += 1
+                wall = wall_now
+                for level, kind, value in ancillary:
+                    if (level, kind) == level_type and len(value) >= stamp_size:
+                        seconds, nanos = unpack(value[:stamp_size])
+                        stamp = seconds + nanos * 1e-9
+                        if oldest <= stamp <= wall_now:
+                            wall = stamp  # else a wall-clock step: the read time stands
+                # RTCP on its own socket, or multiplexed on RTP's (RFC 5761 §4).
+                if rtcp or (leg.rtcp_mux and len(data) > 1 and 192 <= data[1] <= 223):
+                    receive_rtcp(leg, data, source, wall + to_loop, ntp_from_unix(wall))
+                else:
+                    receive_rtp(leg, data, source, wall + to_loop)
+            ready = select(0)
+            if not ready:
+                break
+        self.datagrams += read
+        return read
 
 
 def _bind_udp(host: str, port: int) -> socket.socket:
@@ -1547,7 +1643,7 @@ class MediaLoop:
         )
         self.schedule = TickSchedule(loop.time(), TICK_SECONDS, max_behind)
         self._handle: asyncio.TimerHandle | None = None
-        self._setup: set[asyncio.Future[None]] = set()
+        self.reader = SocketReader(self.core, loop.time)
         self._closed = False
         self.tick_errors = 0
         self.tick_seconds = Histogram(TICK_BUCKETS)  # how long each tick took
@@ -1576,46 +1672,18 @@ class MediaLoop:
             rtp.close()
             raise
         leg = self.core.add_leg(key, port, media, self.loop.time(), source=source)
-        future = asyncio.ensure_future(self._open(leg, rtp, rtcp), loop=self.loop)
-        self._setup.add(future)
-        future.add_done_callback(self._setup.discard)
+        # Read once per tick by the reader; sent to straight from the tick: one system
+        # call per packet, no asyncio write buffering (a full socket buffer drops the
+        # packet, which is what a real-time stream wants).
+        leg.sockets = [rtp, rtcp]
+        self.reader.register(rtp, leg, rtcp=False)
+        self.reader.register(rtcp, leg, rtcp=True)
+        leg.sendto = cast(SendTo, rtp.sendto)
+        leg.rtcp_sendto = cast(SendTo, rtcp.sendto)
         if self._handle is None:
             self.schedule.restart(self.loop.time())
             self._handle = self.loop.call_at(self.schedule.next_due, self._fire)
         return leg
-
-    async def _open(self, leg: MediaLeg, rtp: socket.socket, rtcp: socket.socket) -> None:
-        core, time = self.core, self.loop.time
-        try:
-            transport, _ = await self.loop.create_datagram_endpoint(
-                lambda: _RtpProtocol(core, leg, time), sock=rtp
-            )
-        except OSError:
-            rtp.close()
-            rtcp.close()
-            log.exception("cannot open RTP port %d", leg.port)
-            return
-        leg.transports.append(transport)
-        try:
-            control, _ = await self.loop.create_datagram_endpoint(
-                lambda: _RtcpProtocol(core, leg, time), sock=rtcp
-            )
-            leg.transports.append(control)
-        except OSError:
-            rtcp.close()
-            rtcp_open = False
-            log.exception("cannot open RTCP port %d", leg.port + 1)
-        else:
-            rtcp_open = True
-        if self.core.legs.get(leg.key) is not leg:  # removed meanwhile
-            self._close_transports(leg)
-            return
-        # RTP and RTCP go straight to the non-blocking sockets: one system call per
-        # packet, no asyncio write buffering (a full socket buffer drops the packet,
-        # which is what a real-time stream wants). Receiving stays with the protocols.
-        leg.sendto = cast(SendTo, rtp.sendto)
-        if rtcp_open:
-            leg.rtcp_sendto = cast(SendTo, rtcp.sendto)
 
     def update(self, key: Hashable, media: NegotiatedMedia) -> None:
         self.core.update(key, media, self.loop.time())
@@ -1627,7 +1695,7 @@ class MediaLoop:
         if leg is not None:
             leg.sendto = None
             leg.rtcp_sendto = None
-            self._close_transports(leg)
+            self._close_sockets(leg)
         if not self.core.legs and self._handle is not None:
             self._handle.cancel()
             self._handle = None
@@ -1698,18 +1766,17 @@ class MediaLoop:
         """Write `recording` to `path` as a WAV file in the loop's default executor."""
         return self.loop.run_in_executor(None, _write_recording, recording, Path(path))
 
-    @staticmethod
-    def _close_transports(leg: MediaLeg) -> None:
-        for transport in leg.transports:
-            transport.close()
-        leg.transports.clear()
+    def _close_sockets(self, leg: MediaLeg) -> None:
+        for sock in leg.sockets:
+            self.reader.unregister(sock)
+            sock.close()
+        leg.sockets.clear()
 
     def close(self) -> None:
         self._closed = True
         for key in list(self.core.legs):
             self.remove_leg(key)
-        for future in self._setup:
-            future.cancel()
+        self.reader.close()
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
@@ -1729,6 +1796,11 @@ class MediaLoop:
         # clock (and so an SR's RTP timestamp) follows — not of the late wake-up.
         ntp_now = ntp_from_unix(time.time() - (now - slot.due))
         started = time.perf_counter()
+        try:
+            self.reader.drain()
+        except Exception:
+            self.tick_errors += 1
+            log.exception("reading the media sockets before tick %d failed", slot.index)
         try:
             self.core.tick(slot.index, slot.due, slot.skipped, ntp_now)
         except Exception:

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CONFIG ?= config.yaml
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv deps sysdeps lint typecheck loadtest bench-sip-cps bench-dtmf bench-ivr-load bench-booking bench-media-tick bench-jitter bench-bridge-load clean
+.PHONY: run test venv deps sysdeps lint typecheck loadtest bench-sip-cps bench-dtmf bench-ivr-load bench-booking bench-media-tick bench-media-io bench-jitter bench-bridge-load clean
 
 # Debian's python3 lacks ensurepip until python3-venv is installed: add it when root.
 $(BIN)/python:
@@ -95,6 +95,11 @@ bench-booking: $(STAMP) sysdeps
 # One media tick for 100/500/1000 legs beside per-leg audioop and per-sample baselines.
 bench-media-tick: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/media_tick.py $(ARGS)
+
+# The media plane with its sockets: N bridged legs fed by a peer process, the tick's
+# SocketReader against an asyncio protocol per socket. ARGS=--bridges 100,200 --seconds 10
+bench-media-io: $(STAMP)
+	$(BIN)/python bench/media_io.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

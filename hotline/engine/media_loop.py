@@ -46,9 +46,16 @@ Two layers:
   wall clock, for the NTP timestamps of RTCP, and writes recordings to files, off the
   event loop.
 
-Not here: the jitter buffer (legs play their packets in sequence order after a short
-fixed prefill), mixing between legs, prompt files (the engine passes samples), the WAV
-format (`hotline.media.recording`), and the RTCP wire format, interval and statistics
+Legs in a conference (`MediaCore.join`: a caller bridged to an agent, a consult, a
+supervisor) play their inbound audio through an adaptive jitter buffer and loss
+concealment, from their first join on, and each hears the mix-minus of its conference
+(all conferences in one numpy pass, `hotline.media.mixer`); roles, mute and gain shape
+who hears whom. Legs that were never joined (the IVR) play their packets in sequence
+order after a short fixed prefill: cheaper, and all a menu needs.
+
+Not here: the jitter buffer's and concealment's algorithms (`hotline.rtp.jitter`,
+`hotline.media.plc`), prompt files (the engine passes samples), the WAV format
+(`hotline.media.recording`), and the RTCP wire format, interval and statistics
 (`hotline.rtp.rtcp`). This module must not know about SIP dialogs or IVR flows: legs
 are keyed by an opaque hashable the engine chooses, plays by an opaque tag, and the
 engine is told about digits, finished plays and dead legs through callbacks.

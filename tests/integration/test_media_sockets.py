@@ -5,6 +5,7 @@ socket gives at most its per-tick share, and removed legs are forgotten."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import struct
 import time
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from hotline.engine.media_loop import MediaCore, MediaLeg, SocketReader
+from hotline.engine.media_loop import MediaCore, MediaLeg, MediaLoop, SocketReader
 from hotline.rtp.rtcp import ReceiverReport, ReportBlock, serialize_compound
 from hotline.sip.sdp import Codec, Direction, NegotiatedMedia
 
@@ -167,3 +168,42 @@ def test_an_unregistered_socket_is_no_longer_read(rig: Rig) -> None:
     time.sleep(0.05)
     assert rig.reader.drain() == 0
     assert rig.leg.receiver.stats().packets == 0
+
+
+def test_the_media_loop_registers_a_legs_sockets_and_forgets_them_when_it_goes() -> None:
+    peer = _bound()
+    probe = _bound()  # find a free even port pair for the leg
+    port = probe.getsockname()[1] & ~1
+    probe.close()
+
+    async def scenario() -> tuple[int, int, bool, int]:
+        loop = asyncio.get_running_loop()
+        ml = MediaLoop(loop, "127.0.0.1", on_digit=lambda *a: None, on_inactive=lambda k: None)
+        try:
+            leg = None
+            for candidate in range(port, port + 200, 2):
+                try:
+                    leg = ml.add_leg("a", candidate, _media(peer.getsockname()[1]))
+                    break
+                except OSError:
+                    continue
+            assert leg is not None
+            registered = len(ml.reader)
+            peer.sendto(_rtp(1), ("127.0.0.1", leg.port))
+            for _ in range(100):  # the ticks read it
+                await asyncio.sleep(0.02)
+                if leg.receiver.stats().packets:
+                    break
+            heard = leg.receiver.stats().packets
+            sockets = list(leg.sockets)
+            ml.remove_leg("a")
+            return registered, heard, all(s.fileno() == -1 for s in sockets), len(ml.reader)
+        finally:
+            ml.close()
+
+    try:
+        registered, heard, closed, left = asyncio.run(scenario())
+    finally:
+        peer.close()
+    assert registered == 2 and heard == 1
+    assert closed and left == 0

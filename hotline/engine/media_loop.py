@@ -72,7 +72,7 @@ import math
 import os
 import platform
 import random
-import selectors
+import select
 import socket
 import struct
 import sys
@@ -1523,8 +1523,10 @@ class SocketReader:
     read them. Without kernel timestamps (another platform) the read time stands in.
 
     Why not a `DatagramProtocol` per socket: at 400 bridges the engine takes 40,000
-    datagrams a second, and asyncio's per-datagram readiness callback cost more than
-    the whole media core (bench/media_io.py measures both ways).
+    datagrams a second, each of which would then wait in the event loop's queue behind
+    the others (and behind SIP) to be stamped with the loop's time — late, by however
+    busy the loop was — and cost a callback; read here they cost a few per cent less
+    CPU (bench/media_io.py measures both ways) and carry the kernel's own time.
     """
 
     def __init__(
@@ -1538,7 +1540,10 @@ class SocketReader:
         self.clock = clock
         self.wall = wall
         self.max_per_socket = max_per_socket
-        self._selector = selectors.DefaultSelector()
+        # epoll where there is one (Linux); poll(2) elsewhere. Both answer (fd, events)
+        # pairs in C, where `selectors` would build a key per ready socket in Python.
+        self._poller: Any = select.epoll() if hasattr(select, "epoll") else select.poll()
+        self._by_fd: dict[int, tuple[Callable[..., Any], MediaLeg, bool]] = {}
         self._timestamps = _TIMESTAMPNS is not None
         self.read_errors = 0  # reads that failed (e.g. ICMP port unreachable reported)
         self.datagrams = 0
@@ -1549,23 +1554,33 @@ class SocketReader:
                 sock.setsockopt(socket.SOL_SOCKET, cast(int, _TIMESTAMPNS), 1)
             except OSError:
                 self._timestamps = False
-        self._selector.register(sock, selectors.EVENT_READ, (sock.recvmsg, leg, rtcp))
+        fd = sock.fileno()
+        if fd in self._by_fd:
+            raise ValueError(f"socket {fd} is already registered")
+        self._poller.register(fd, select.POLLIN)
+        self._by_fd[fd] = (sock.recvmsg, leg, rtcp)
 
     def unregister(self, sock: socket.socket) -> None:
-        with contextlib.suppress(KeyError, ValueError):
-            self._selector.unregister(sock)
+        """Stop reading `sock` (before it is closed); unknown sockets are ignored."""
+        fd = sock.fileno()
+        if self._by_fd.pop(fd, None) is not None:
+            with contextlib.suppress(KeyError, OSError):
+                self._poller.unregister(fd)
 
     def close(self) -> None:
-        self._selector.close()
+        self._by_fd.clear()
+        if hasattr(self._poller, "close"):
+            self._poller.close()
 
     def __len__(self) -> int:
-        return len(self._selector.get_map())
+        return len(self._by_fd)
 
     def drain(self) -> int:
         """Read what every socket holds (up to the per-socket limit) into the core;
         returns the datagrams read."""
-        select = self._selector.select
-        ready = select(0)
+        poll = self._poller.poll
+        by_fd = self._by_fd
+        ready = poll(0)
         if not ready:
             return 0
         core = self.core
@@ -1579,8 +1594,11 @@ class SocketReader:
         receive_rtp, receive_rtcp = core.receive_rtp, core.receive_rtcp
         read = 0
         for _ in range(self.max_per_socket):
-            for key, _mask in ready:
-                recvmsg, leg, rtcp = key.data
+            for fd, _events in ready:
+                entry = by_fd.get(fd)
+                if entry is None:  # unregistered since the poll
+                    continue
+                recvmsg, leg, rtcp = entry
                 try:
                     data, ancillary, _flags, source = recvmsg(RECEIVE_SIZE, space)
                 except (BlockingIOError, InterruptedError):
@@ -1602,7 +1620,7 @@ class SocketReader:
                     receive_rtcp(leg, data, source, wall + to_loop, ntp_from_unix(wall))
                 else:
                     receive_rtp(leg, data, source, wall + to_loop)
-            ready = select(0)
+            ready = poll(0)
             if not ready:
                 break
         self.datagrams += read

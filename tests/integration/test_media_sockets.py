@@ -207,3 +207,9 @@ def test_the_media_loop_registers_a_legs_sockets_and_forgets_them_when_it_goes()
         peer.close()
     assert registered == 2 and heard == 1
     assert closed and left == 0
+
+
+def test_a_socket_cannot_be_registered_twice(rig: Rig) -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        rig.reader.register(rig.rtp, rig.leg, rtcp=False)
+    assert len(rig.reader) == 2

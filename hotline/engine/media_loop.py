@@ -1701,8 +1701,13 @@ class MediaLoop:
         # call per packet, no asyncio write buffering (a full socket buffer drops the
         # packet, which is what a real-time stream wants).
         leg.sockets = [rtp, rtcp]
-        self.reader.register(rtp, leg, rtcp=False)
-        self.reader.register(rtcp, leg, rtcp=True)
+        try:
+            self.reader.register(rtp, leg, rtcp=False)
+            self.reader.register(rtcp, leg, rtcp=True)
+        except (OSError, ValueError):
+            self.core.remove_leg(key)
+            self._close_sockets(leg)
+            raise
         leg.sendto = cast(SendTo, rtp.sendto)
         leg.rtcp_sendto = cast(SendTo, rtcp.sendto)
         if self._handle is None:

@@ -213,3 +213,39 @@ def test_a_socket_cannot_be_registered_twice(rig: Rig) -> None:
     with pytest.raises(ValueError, match="already registered"):
         rig.reader.register(rig.rtp, rig.leg, rtcp=False)
     assert len(rig.reader) == 2
+
+
+def test_a_leg_whose_sockets_cannot_be_registered_is_not_left_behind() -> None:
+    async def scenario() -> tuple[bool, int, int]:
+        loop = asyncio.get_running_loop()
+        ml = MediaLoop(loop, "127.0.0.1", on_digit=lambda *a: None, on_inactive=lambda k: None)
+        register = ml.reader.register
+        opened: list[socket.socket] = []
+
+        def failing(sock: socket.socket, leg: MediaLeg, rtcp: bool) -> None:
+            opened.append(sock)
+            if rtcp:
+                raise OSError(28, "No space left on device")  # epoll's answer at its limit
+            register(sock, leg, rtcp)
+
+        ml.reader.register = failing  # type: ignore[method-assign]
+        try:
+            probe = _bound()
+            port = probe.getsockname()[1] & ~1
+            probe.close()
+            raised = False
+            for candidate in range(port, port + 200, 2):
+                try:
+                    ml.add_leg("a", candidate, _media(9))
+                except OSError as exc:
+                    if exc.errno == 28:
+                        raised = True
+                        break
+            return raised, len(ml.core.legs) + len(ml.reader), sum(s.fileno() != -1 for s in opened)
+        finally:
+            ml.close()
+
+    raised, left, open_sockets = asyncio.run(scenario())
+    assert raised
+    assert left == 0  # no leg in the core, no socket in the reader
+    assert open_sockets == 0

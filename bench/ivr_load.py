@@ -58,7 +58,6 @@ import re
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -86,6 +85,8 @@ from caller_pcap import (
     scenario_timing,
     write_caller_pcaps,
 )
+
+from hotline.loadtest.rtp import CaptureError, Packets, read_pcap
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOWS = ROOT / "bench" / "flows"
@@ -376,78 +377,13 @@ Float64Array = npt.NDArray[np.float64]
 Int64Array = npt.NDArray[np.int64]
 
 
-@dataclass
-class Packets:
-    """The RTP packets of a capture, one array per field, in capture order."""
-
-    time: Float64Array  # seconds since the epoch
-    sport: Int64Array
-    dport: Int64Array
-    ssrc: Int64Array
-    seq: Int64Array
-    timestamp: Int64Array
-
-
-LINK_HEADER = {1: 14, 113: 16, 276: 20}  # Ethernet, Linux cooked v1, v2
-
-
 def read_rtp(path: Path) -> Packets:
-    """Parse a classic pcap of IPv4/UDP/RTP packets (either byte order, µs or ns)."""
-    raw = path.read_bytes()
-    if len(raw) < 24:
-        raise ValueError(f"{path}: not a pcap file ({len(raw)} bytes)")
-    magic_le = struct.unpack_from("<I", raw)[0]
-    if magic_le in (0xA1B2C3D4, 0xA1B23C4D):
-        order = "<"
-    elif magic_le in (0xD4C3B2A1, 0x4D3CB2A1):
-        order = ">"
-    else:
-        raise ValueError(f"{path}: not a classic pcap file (magic {raw[:4].hex()})")
-    magic = struct.unpack_from(order + "I", raw)[0]
-    scale = 1e-9 if magic == 0xA1B23C4D else 1e-6
-    linktype = struct.unpack_from(order + "I", raw, 20)[0] & 0xFFFF
-    if linktype not in LINK_HEADER:
-        raise ValueError(f"{path}: link type {linktype} is not Ethernet or Linux cooked")
-    link = LINK_HEADER[linktype]
-    record = struct.Struct(order + "IIII")
-    t_col: list[float] = []
-    sport: list[int] = []
-    dport: list[int] = []
-    ssrc: list[int] = []
-    seq: list[int] = []
-    ts: list[int] = []
-    udp_rtp = struct.Struct("!HH4xBBHII")
-    offset = 24
-    end = len(raw)
-    while offset + record.size <= end:
-        sec, frac, incl, _orig = record.unpack_from(raw, offset)
-        data = offset + record.size
-        offset = data + incl
-        if offset > end:
-            break  # a record cut by the end of the capture
-        ip = data + link
-        if incl < link + 20 or raw[ip] >> 4 != 4 or raw[ip + 9] != 17:
-            continue
-        udp = ip + (raw[ip] & 0x0F) * 4
-        if udp + 20 > data + incl:
-            continue
-        sp, dp, b0, _b1, sq, stamp, src = udp_rtp.unpack_from(raw, udp)
-        if b0 >> 6 != 2:
-            continue
-        t_col.append(sec + frac * scale)
-        sport.append(sp)
-        dport.append(dp)
-        ssrc.append(src)
-        seq.append(sq)
-        ts.append(stamp)
-    return Packets(
-        np.asarray(t_col, dtype=np.float64),
-        np.asarray(sport, dtype=np.int64),
-        np.asarray(dport, dtype=np.int64),
-        np.asarray(ssrc, dtype=np.int64),
-        np.asarray(seq, dtype=np.int64),
-        np.asarray(ts, dtype=np.int64),
-    )
+    """The IPv4/UDP/RTP packets of a classic pcap (the load test's reader; its
+    `CaptureError` is a ValueError naming what is wrong, here prefixed with the file)."""
+    try:
+        return read_pcap(path.read_bytes())
+    except CaptureError as exc:
+        raise CaptureError(f"{path}: {exc}") from exc
 
 
 @dataclass

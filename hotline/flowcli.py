@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from hotline.yamlpos import DiagnosticsError, Severity, load_yaml_file
 
 if TYPE_CHECKING:
-    from hotline.ivr.loader import Flow
+    from hotline.ivr.loader import Flow, PromptAsset
 
 
 def default_audio_dir(flow_file: Path) -> Path | None:
@@ -66,9 +66,16 @@ def cmd_check(args: argparse.Namespace) -> int:
             failed = True
         for d in diagnostics:
             if args.format == "json":
-                out.append({"file": d.file, "line": d.line, "col": d.col,
-                            "severity": d.severity.value, "code": d.code,
-                            "message": d.message})
+                out.append(
+                    {
+                        "file": d.file,
+                        "line": d.line,
+                        "col": d.col,
+                        "severity": d.severity.value,
+                        "code": d.code,
+                        "message": d.message,
+                    }
+                )
             else:
                 print(f"{d.format()} [{d.code}]")
         if not diagnostics and args.format == "text" and not args.quiet:
@@ -86,6 +93,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def recording_seconds(path: Path) -> float | None:
+    """The length of a WAV recording from its header (None when it cannot be read)."""
     try:
         with wave.open(str(path), "rb") as w:
             return w.getnframes() / float(w.getframerate())
@@ -93,9 +101,20 @@ def recording_seconds(path: Path) -> float | None:
         return None
 
 
+def prompt_seconds(asset: PromptAsset) -> float:
+    """How long a prompt plays for a simulated caller: its recording's length, else an
+    estimate from its text (`hotline flow simulate` and `hotline loadtest` both)."""
+    from hotline.ivr import simulate as sim
+
+    if asset.file is not None:
+        seconds = recording_seconds(asset.file)
+        if seconds is not None:
+            return seconds
+    return sim.estimate_duration(asset)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from hotline.ivr import simulate as sim
-    from hotline.ivr.loader import PromptAsset
 
     flow = _load(args, args.file)
     if flow is None:
@@ -118,16 +137,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print("error: give --keys or --script", file=sys.stderr)
         return 2
 
-    def duration(asset: PromptAsset) -> float:
-        if asset.file is not None:
-            seconds = recording_seconds(asset.file)
-            if seconds is not None:
-                return seconds
-        return sim.estimate_duration(asset)
-
     runs = []
     for script in scripts:
-        run = sim.simulate(flow, script, duration_of=duration, closures=args.closed or ())
+        run = sim.simulate(flow, script, duration_of=prompt_seconds, closures=args.closed or ())
         runs.append(run)
         if not args.coverage or len(scripts) == 1:
             print(f"== {script.name}: {flow.name} (version {flow.version})")
@@ -155,19 +167,28 @@ def cmd_graph(args: argparse.Namespace) -> int:
         output.write_text(dot, encoding="utf-8")
         return 0
     if fmt not in ("svg", "png", "pdf"):
-        print(f"error: -o must end in .svg, .png, .pdf or .dot, found {output.name!r}",
-              file=sys.stderr)
+        print(
+            f"error: -o must end in .svg, .png, .pdf or .dot, found {output.name!r}",
+            file=sys.stderr,
+        )
         return 2
     exe = shutil.which("dot")
     if exe is None:
-        print("error: Graphviz `dot` is not installed (Debian: apt-get install graphviz); "
-              "-o FILE.dot writes the graph source instead", file=sys.stderr)
+        print(
+            "error: Graphviz `dot` is not installed (Debian: apt-get install graphviz); "
+            "-o FILE.dot writes the graph source instead",
+            file=sys.stderr,
+        )
         return 1
-    done = subprocess.run([exe, f"-T{fmt}", "-o", str(output)], input=dot.encode("utf-8"),
-                          capture_output=True, timeout=60, check=False)
+    done = subprocess.run(
+        [exe, f"-T{fmt}", "-o", str(output)],
+        input=dot.encode("utf-8"),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     if done.returncode != 0:
-        print(f"error: dot failed: {done.stderr.decode(errors='replace').strip()}",
-              file=sys.stderr)
+        print(f"error: dot failed: {done.stderr.decode(errors='replace').strip()}", file=sys.stderr)
         return 1
     return 0
 
@@ -188,14 +209,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
             return 2
         if result.same:
             if args.verbose:
-                print(f"{result.call_id}: same path ({len(result.new_path)} steps, "
-                      f"{result.new_result})")
+                print(
+                    f"{result.call_id}: same path ({len(result.new_path)} steps, "
+                    f"{result.new_result})"
+                )
             continue
         changed += 1
-        print(f"{result.call_id}: different path — {result.divergence()}; result was "
-              f"{result.old_result}, now {result.new_result}")
-    print(f"{len(args.traces)} calls replayed on {flow.name} version {flow.version}: "
-          f"{changed} would take a different path")
+        print(
+            f"{result.call_id}: different path — {result.divergence()}; result was "
+            f"{result.old_result}, now {result.new_result}"
+        )
+    print(
+        f"{len(args.traces)} calls replayed on {flow.name} version {flow.version}: "
+        f"{changed} would take a different path"
+    )
     return 1 if changed and args.fail_on_change else 0
 
 
@@ -216,13 +243,20 @@ def add_parser(sub: Any) -> None:
 
     m = fsub.add_parser("simulate", help="run a flow offline with a scripted caller")
     m.add_argument("file", metavar="FILE")
-    m.add_argument("--script", action="append", metavar="SCRIPT.yaml",
-                   help="a caller script (repeat for several calls)")
+    m.add_argument(
+        "--script",
+        action="append",
+        metavar="SCRIPT.yaml",
+        help="a caller script (repeat for several calls)",
+    )
     m.add_argument("--keys", help='quick script: key groups pressed in turn, "1,19800101#,2"')
-    m.add_argument("--coverage", action="store_true",
-                   help="report steps and edges no script took")
-    m.add_argument("--closed", action="append", metavar="SCHEDULE",
-                   help="simulate the emergency closure of this opening-hours schedule")
+    m.add_argument("--coverage", action="store_true", help="report steps and edges no script took")
+    m.add_argument(
+        "--closed",
+        action="append",
+        metavar="SCHEDULE",
+        help="simulate the emergency closure of this opening-hours schedule",
+    )
     m.add_argument("--expect", metavar="RESULT", help="exit 1 unless every call ends so")
     m.add_argument("--audio", metavar="DIR")
     m.set_defaults(func=cmd_simulate)
@@ -230,8 +264,11 @@ def add_parser(sub: Any) -> None:
     r = fsub.add_parser("replay", help="re-run recorded call traces against a flow version")
     r.add_argument("traces", nargs="+", metavar="TRACE.jsonl")
     r.add_argument("--flow", required=True, metavar="NEW.yaml")
-    r.add_argument("--fail-on-change", action="store_true",
-                   help="exit 1 when any call would take a different path")
+    r.add_argument(
+        "--fail-on-change",
+        action="store_true",
+        help="exit 1 when any call would take a different path",
+    )
     r.add_argument("-v", "--verbose", action="store_true", help="list unchanged calls too")
     r.add_argument("--audio", metavar="DIR")
     r.set_defaults(func=cmd_replay)

@@ -41,8 +41,8 @@ from types import FrameType
 from typing import IO, Final, Literal
 from zoneinfo import ZoneInfo
 
-from hotline.ivr import simulate as sim
-from hotline.ivr.loader import Flow, FlowError, PromptAsset, load_flow
+from hotline.flowcli import prompt_seconds
+from hotline.ivr.loader import Flow, FlowError, load_flow
 from hotline.loadtest import agents as ag
 from hotline.loadtest import journeys as jr
 from hotline.loadtest import metrics as mx
@@ -345,25 +345,6 @@ class Plan:
     bookings: int
     capacity: int | None
     notes: list[str] = field(default_factory=list)
-
-
-def recording_seconds(path: Path) -> float | None:
-    import wave
-
-    try:
-        with wave.open(str(path), "rb") as w:
-            return w.getnframes() / float(w.getframerate())
-    except (OSError, wave.Error, EOFError):
-        return None
-
-
-def prompt_seconds(asset: PromptAsset) -> float:
-    """How long a prompt plays: its recording's length, else an estimate from its text."""
-    if asset.file is not None:
-        seconds = recording_seconds(asset.file)
-        if seconds is not None:
-            return seconds
-    return sim.estimate_duration(asset)
 
 
 def _booking_data(s: Settings, today: dt.date) -> tuple[list[tuple[str, float]], int | None]:

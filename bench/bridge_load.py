@@ -119,6 +119,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from caller_pcap import speech_samples
 
+from hotline.loadtest.capture import tshark_command, wait_until_capturing
 from hotline.media import g711
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,7 +142,6 @@ SAMPLE_SECONDS = 1.0  # CPU, /metrics and socket drops, once a second
 PLATEAU_SHARE = 0.95  # the plateau: concurrency ≥ 95 % of the level
 REACHED_SHARE = 0.97  # a level is reached when the peak is ≥ 97 % of it
 PACKETS_PER_SECOND = 50  # one 20 ms packet per stream
-SNAP_LENGTH = 64  # bytes captured per packet: Ethernet + IPv4 + UDP + RTP header
 SPEECH_OFFSET_AGENT = 0.37  # the agents' speech starts this far into the recordings
 
 
@@ -708,22 +708,11 @@ def start_capture(
         f"(dst portrange {lo}-{hi} and (udp[2:2] & 1) = 0))"
     )
     log = path.with_suffix(".tshark.log")
-    proc = procs.start(
-        ["tshark", "-i", "lo", "-f", bpf, "-s", str(SNAP_LENGTH), "-B", "64", "-F", "pcap",
-         "-w", str(path), "-q", "-a", f"duration:{math.ceil(seconds)}", "-c", str(max_packets)],
-        out=log,
-    )  # fmt: skip
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if "Capturing on" in log.read_text(errors="replace"):
-            time.sleep(0.3)
-            return Capture(proc, path, log, max_packets)
-        if proc.poll() is not None:
-            raise StartError(
-                f"tshark exited {proc.returncode}: {_tail(log.read_text(errors='replace'))}"
-            )
-        time.sleep(0.05)
-    raise StartError(f"tshark did not start capturing: {_tail(log.read_text(errors='replace'))}")
+    proc = procs.start(tshark_command("lo", bpf, path, seconds, max_packets), out=log)
+    problem = wait_until_capturing(proc, log)
+    if problem is not None:
+        raise StartError(_tail(problem))
+    return Capture(proc, path, log, max_packets)
 
 
 def wire_figures(cap: Capture, engine: Engine, caller_port: int, agent_port: int) -> dict[str, Any]:

@@ -86,6 +86,7 @@ from caller_pcap import (
     write_caller_pcaps,
 )
 
+from hotline.loadtest.capture import tshark_command, wait_until_capturing
 from hotline.loadtest.rtp import CaptureError, Packets, read_pcap
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,7 +105,6 @@ SAMPLE_SECONDS = 0.5  # CPU sampling period
 PLATEAU_SHARE = 0.95  # the plateau: concurrent streams ≥ 95 % of the level
 REACHED_SHARE = 0.97  # a level is reached when the peak is ≥ 97 % of it
 PACKETS_PER_SECOND = 50  # one 20 ms packet per stream
-SNAP_LENGTH = 64  # bytes captured per packet: Ethernet + IPv4 + UDP + RTP header
 GAP_LIMIT_MS = 50.0
 RTP_CLOCK = 8000  # Hz, PCMU
 RESYNC_TICKS = 2 * RTP_CLOCK  # a timestamp step over 2 s (or backwards) restarts the jitter
@@ -338,39 +338,15 @@ def start_capture(
     err = path.with_suffix(".tshark.log")
     with err.open("wb") as out:
         proc = subprocess.Popen(
-            [
-                "tshark",
-                "-i",
-                "lo",
-                "-f",
-                bpf,
-                "-s",
-                str(SNAP_LENGTH),
-                "-B",
-                "64",
-                "-F",
-                "pcap",
-                "-w",
-                str(path),
-                "-q",
-                "-a",
-                f"duration:{math.ceil(seconds)}",
-                "-c",
-                str(max_packets),
-            ],
+            tshark_command("lo", bpf, path, seconds, max_packets),
             stdout=subprocess.DEVNULL,
             stderr=out,
         )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if "Capturing on" in err.read_text(errors="replace"):
-            time.sleep(0.3)
-            return Capture(proc, path, err, max_packets)
-        if proc.poll() is not None:
-            raise StartError(f"tshark exited {proc.returncode}:\n{err.read_text(errors='replace')}")
-        time.sleep(0.05)
-    proc.kill()
-    raise StartError(f"tshark did not start capturing:\n{err.read_text(errors='replace')}")
+    problem = wait_until_capturing(proc, err)
+    if problem is not None:
+        proc.kill()
+        raise StartError(problem)
+    return Capture(proc, path, err, max_packets)
 
 
 Float64Array = npt.NDArray[np.float64]

@@ -44,13 +44,12 @@ from zoneinfo import ZoneInfo
 from hotline.flowcli import prompt_seconds
 from hotline.ivr.loader import Flow, FlowError, load_flow
 from hotline.loadtest import agents as ag
+from hotline.loadtest import capture, rtp
 from hotline.loadtest import journeys as jr
 from hotline.loadtest import metrics as mx
-from hotline.loadtest import rtp
 from hotline.loadtest import scenarios as sc
 from hotline.loadtest.profiles import Traffic
 
-SNAP_LENGTH: Final = 64  # bytes of each packet captured: headers up to the RTP header
 PACKETS_PER_SECOND: Final = 50  # one 20 ms packet per stream
 SAMPLE_SECONDS: Final = 1.0  # /proc sampling and rate steering period
 PROGRESS_PLAIN_SECONDS: Final = 10.0  # a progress line this often when not on a terminal
@@ -757,36 +756,12 @@ def _start_capture(
     iface = "lo" if ipaddress.ip_address(address).is_loopback else "any"
     path = work / "engine_rtp.pcap"
     log = work / "tshark.log"
-    cmd = [
-        "tshark",
-        "-i",
-        iface,
-        "-f",
-        bpf,
-        "-s",
-        str(SNAP_LENGTH),
-        "-B",
-        "64",
-        "-F",
-        "pcap",
-        "-w",
-        str(path),
-        "-q",
-        "-a",
-        f"duration:{math.ceil(s.max_seconds + 120)}",
-        "-c",
-        str(s.capture_packets),
-    ]
+    cmd = capture.tshark_command(iface, bpf, path, s.max_seconds + 120, s.capture_packets)
     proc = children.start("tshark", cmd, cwd=work, out=log)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if "Capturing on" in log.read_text(errors="replace"):
-            time.sleep(0.3)
-            return proc, path, log
-        if proc.poll() is not None:
-            raise RunError(f"tshark stopped at once:\n{log.read_text(errors='replace')[-800:]}")
-        time.sleep(0.05)
-    raise RunError("tshark did not start capturing within 20 s")
+    problem = capture.wait_until_capturing(proc, log)
+    if problem is not None:
+        raise RunError(problem)
+    return proc, path, log
 
 
 def _start_agents(

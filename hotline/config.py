@@ -586,6 +586,9 @@ class RtpConfig(_Model):
     port_max: Annotated[int, Strict(), Field(ge=1025, le=65535)] = 29999
     inactivity_timeout_seconds: Annotated[float, Strict(), AllowInfNan(False),
                                           Field(gt=0)] = 30.0
+    # 0: the media tick runs in the engine's process (about 200 bridges on one core);
+    # N: N worker processes share the legs, a bridge's legs together (one per core).
+    media_workers: Annotated[int, Strict(), Field(ge=0, le=64)] = 0
 
     @property
     def pairs(self) -> int:

@@ -99,6 +99,7 @@ from hotline.acd.router import (
 )
 from hotline.config import AcdSettings, QueueSettings
 from hotline.engine.media_loop import Role
+from hotline.engine.media_workers import MediaPlane
 from hotline.media import tones
 from hotline.media.prompts import PromptCache, PromptError
 from hotline.sip.addr import Peer
@@ -230,7 +231,7 @@ class ContactCentre:
         *,
         endpoint: Endpoint,
         registrar: Registrar,
-        media: Any,  # hotline.engine.media_loop.MediaLoop
+        media: MediaPlane,
         prompts: PromptCache,
         new_leg: Callable[[], tuple[Any, bytes]],  # → (CallMedia, our SDP offer)
         start_media: Callable[[Call], bool],
@@ -633,8 +634,8 @@ class ContactCentre:
         self._stop(agent)
         bridge.music = False
         try:
-            self.media.core.join(bridge.caller, bridge.conference)
-            self.media.core.join(agent, bridge.conference)
+            self.media.join(bridge.caller, bridge.conference)
+            self.media.join(agent, bridge.conference)
         except KeyError:
             log.warning("call %s: a leg has no media to bridge", bridge.id)
         if self.settings.record_calls:
@@ -844,6 +845,20 @@ class ContactCentre:
                     "registered phone: ignored", call.dialled, call.remote_user,
                     call.peer.host, call.peer.port)
         return False
+
+    def media_near(self, call: Call) -> Call | None:
+        """Another leg of the bridge `call` belongs to that has media, if any: legs
+        mixed together must share a media worker (see hotline.engine.media_workers)."""
+        entry = self.legs.get(call)
+        bridge = entry[0] if entry is not None else None
+        if bridge is None:
+            return None
+        leg: Call | None
+        for leg in (bridge.caller, bridge.agent, bridge.callback_agent, bridge.consult,
+                    bridge.offer, bridge.supervisor, *bridge.others):
+            if leg is not None and leg is not call and self.media.has_leg(leg):
+                return leg
+        return None
 
     def on_media(self, call: Call) -> bool:
         """The media of a leg we own is up (True: the IVR must not start on it)."""
@@ -1151,19 +1166,19 @@ class ContactCentre:
             return
         bridge.held = held
         if held:
-            self.media.core.leave(bridge.caller)
+            self.media.leave(bridge.caller)
             self._hold_music(bridge, restart=True)
         else:
             self._stop(bridge.caller)
             bridge.music = False
-            self.media.core.join(bridge.caller, bridge.conference)
+            self.media.join(bridge.caller, bridge.conference)
         log.info("call %s: caller %s", bridge.id, "on hold" if held else "resumed")
 
     def mute(self, agent_id: str, muted: bool) -> dict[str, Any]:
         """Mute the agent's microphone in the conference (they still hear everyone)."""
         bridge = self._bridge_of_agent(agent_id)
         assert bridge.agent is not None
-        self.media.core.set_muted(bridge.agent, muted)
+        self.media.set_muted(bridge.agent, muted)
         log.info("call %s: agent %s %s", bridge.id, agent_id, "muted" if muted else "unmuted")
         return {"call": bridge.id, "muted": muted}
 
@@ -1216,8 +1231,8 @@ class ContactCentre:
             return
         self._stop(bridge.consult)
         # The agent leaves the caller's conference for the consult one.
-        self.media.core.join(bridge.agent, bridge.consult_conference)
-        self.media.core.join(bridge.consult, bridge.consult_conference)
+        self.media.join(bridge.agent, bridge.consult_conference)
+        self.media.join(bridge.consult, bridge.consult_conference)
         log.info("call %s: consult answered", bridge.id)
 
     def _consult_gone(self, bridge: Bridge, call: Call) -> None:
@@ -1249,7 +1264,7 @@ class ContactCentre:
             return
         if bridge.agent is not None and not bridge.ended:
             with contextlib.suppress(KeyError):
-                self.media.core.join(bridge.agent, bridge.conference)
+                self.media.join(bridge.agent, bridge.conference)
             self._set_hold(bridge, False)
 
     def conference(self, agent_id: str) -> dict[str, Any]:
@@ -1260,8 +1275,8 @@ class ContactCentre:
         third = bridge.consult
         self._set_hold(bridge, False)
         assert bridge.agent is not None
-        self.media.core.join(bridge.agent, bridge.conference)
-        self.media.core.join(third, bridge.conference)
+        self.media.join(bridge.agent, bridge.conference)
+        self.media.join(third, bridge.conference)
         bridge.others.append(third)
         self.legs[third] = (bridge, OTHER)
         bridge.consult = None
@@ -1316,8 +1331,8 @@ class ContactCentre:
         self._stop(bridge.caller)
         bridge.music = False
         self._stop(third)
-        self.media.core.join(bridge.caller, bridge.conference)
-        self.media.core.join(third, bridge.conference)
+        self.media.join(bridge.caller, bridge.conference)
+        self.media.join(third, bridge.conference)
         self._count("transfers_completed")
         log.info("call %s: transferred to the consulted party", bridge.id)
         if bridge.future is not None and not bridge.future.done():
@@ -1446,7 +1461,7 @@ class ContactCentre:
         if leg is None or bridge.agent is None:
             return
         mode = bridge.supervisor_mode
-        self.media.core.join(leg, bridge.conference, role=mode,
+        self.media.join(leg, bridge.conference, role=mode,
                              coach=bridge.agent if mode is Role.WHISPER else None)
         log.info("call %s: supervisor %s %s", bridge.id, bridge.supervisor_id, mode.value)
 
@@ -1467,41 +1482,39 @@ class ContactCentre:
         bridge = self._bridge_of_agent(agent_id)
         if not bridge.recording or bridge.caller is None:
             raise ApiError(409, f"call {bridge.id} is not being recorded")
-        self.media.core.pause_recording(bridge.caller, paused)
+        self.media.pause_recording(bridge.caller, paused)
         return {"call": bridge.id, "recording_paused": paused}
 
     def _save_recording(self, bridge: Bridge, call: Call) -> None:
         bridge.recording = False
-        leg = self.media.core.legs.get(call)
-        recording = None
-        if leg is not None:
-            recording = self.media.core.stop_recording(call)
-        if recording is None:
+        if not self.media.has_leg(call):
             return
         path = self._file_for(self.recordings_dir, bridge.id)
-        self._saved(self.media.save_recording(recording, path), bridge.id, "recording", path)
+        self._saved(self.media.stop_recording(call, path), bridge.id, "recording", path)
 
-    def _saved(self, future: asyncio.Future[Any], call_id: str, what: str, path: Path) -> None:
+    def _saved(self, future: asyncio.Future[Any], call_id: str, what: str, path: Path,
+               saved: Callable[[], None] | None = None) -> None:
+        """Log how writing a recording (a future of it, None when there was none) went;
+        `saved` is called once one was written."""
         def done(f: asyncio.Future[Any]) -> None:
             if f.cancelled():
                 return
             exc = f.exception()
             if exc is not None:
                 log.error("call %s: cannot write the %s to %s: %s", call_id, what, path, exc)
-            else:
+            elif f.result() is not None:
                 log.info("call %s: %s saved to %s", call_id, what, path)
+                if saved is not None:
+                    saved()
 
         future.add_done_callback(done)
 
     def _save_voicemail(self, bridge: Bridge, call: Call) -> None:
-        with contextlib.suppress(KeyError):
-            recording = self.media.core.stop_recording(call)
-            if recording is not None:
-                path = self._file_for(self.voicemail_dir / (bridge.voicemail or "default"),
-                                      bridge.id)
-                self._saved(self.media.save_recording(recording, path), bridge.id,
-                            "voicemail", path)
-                self._count("voicemails")
+        if not self.media.has_leg(call):
+            return
+        path = self._file_for(self.voicemail_dir / (bridge.voicemail or "default"), bridge.id)
+        self._saved(self.media.stop_recording(call, path), bridge.id, "voicemail", path,
+                    lambda: self._count("voicemails"))
 
     def _file_for(self, folder: Path, call_id: str) -> Path:
         day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")

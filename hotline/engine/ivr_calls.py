@@ -67,7 +67,7 @@ class IvrCalls:
         loop: asyncio.AbstractEventLoop,
         flows: FlowSet,
         *,
-        media: Any,  # hotline.engine.media_loop.MediaLoop (play/stop_playback)
+        media: Any,  # hotline.engine.media_workers.MediaPlane (play/stop_playback)
         hangup: HangupFn,
         timezone: str,
         trace_dir: Path | None,

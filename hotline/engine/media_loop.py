@@ -506,6 +506,18 @@ class MediaLeg:
 
 
 @dataclass(frozen=True, slots=True)
+class LegSummary:
+    """What the call's detail record keeps of an ended leg: picklable, so a media
+    worker process can hand it back."""
+
+    quality: CallQuality  # the leg's RTCP figures
+    max_jitter_ms: float  # the highest interarrival jitter measured on it
+    packets_in: int
+    packets_out: int
+    playout_ms: float  # the playout delay its audio had at the end
+
+
+@dataclass(frozen=True, slots=True)
 class TickReport:
     """What one tick did (for tests and figures)."""
 
@@ -514,6 +526,16 @@ class TickReport:
     inbound: Int16Array  # their decoded samples, (len(inbound_keys) × 160)
     sent: int  # RTP packets sent
     rtcp_sent: int = 0  # RTCP compound reports sent
+
+
+def check_role(key: Hashable, role: Role, coach: Hashable | None) -> None:
+    """ValueError unless `coach` fits `role`: a WHISPER leg needs another leg as the
+    one that hears it; no other role has one."""
+    if role is Role.WHISPER:
+        if coach is None or coach == key:
+            raise ValueError("a whispering leg needs another leg as its coach target")
+    elif coach is not None:
+        raise ValueError(f"only a WHISPER leg has a coach target, not {role.value}")
 
 
 def _check_recording_seconds(seconds: float) -> None:
@@ -671,6 +693,22 @@ class MediaCore:
         leg = self.legs.get(key)
         return None if leg is None else leg.rtcp.quality()
 
+    def summarise(self, leg: MediaLeg) -> LegSummary:
+        """The leg's figures for the call record (of a live or a removed leg)."""
+        if leg.jitter is not None:
+            stats = leg.jitter.stats()
+            playout = stats.delay if stats.delay is not None else stats.target_delay
+        else:
+            playout = self.prefill / SAMPLE_RATE
+        received = leg.receiver.stats()
+        return LegSummary(
+            quality=leg.rtcp.quality(),
+            max_jitter_ms=received.max_jitter_ms,
+            packets_in=received.packets,
+            packets_out=leg.sender.packets_sent,
+            playout_ms=1000 * playout,
+        )
+
     @staticmethod
     def _add_totals(totals: dict[str, int], leg: MediaLeg) -> None:
         stats = leg.receiver.stats()
@@ -724,11 +762,7 @@ class MediaCore:
         inbound audio moves to an adaptive jitter buffer with loss concealment, for the
         rest of its life. A WHISPER leg needs `coach`, the member that alone hears it."""
         leg = self._leg(key)
-        if role is Role.WHISPER:
-            if coach is None or coach == key:
-                raise ValueError("a whispering leg needs another leg as its coach target")
-        elif coach is not None:
-            raise ValueError(f"only a WHISPER leg has a coach target, not {role.value}")
+        check_role(key, role, coach)
         if leg.jitter is None:
             self._start_jitter(leg)
         leg.conference = conference
@@ -1627,6 +1661,18 @@ class SocketReader:
         return read
 
 
+def bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
+    """A leg's RTP and RTCP sockets, bound to `port` and `port + 1` on `host`
+    (non-blocking); OSError if either cannot be bound (neither is left open)."""
+    rtp = _bind_udp(host, port)
+    try:
+        rtcp = _bind_udp(host, port + 1)
+    except OSError:
+        rtp.close()
+        raise
+    return rtp, rtcp
+
+
 def _bind_udp(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -1685,18 +1731,39 @@ class MediaLoop:
         media: NegotiatedMedia,
         *,
         source: OutboundSource | None = None,
+        near: Hashable | None = None,
     ) -> MediaLeg:
         """Bind the leg's RTP and RTCP sockets now (raises OSError if it cannot) and
-        start serving it from the next tick."""
+        start serving it from the next tick. (`near`, the leg it will be bridged with,
+        matters only to `MediaWorkers`: here every leg shares the one tick.)"""
         if self._closed:
             raise RuntimeError("the media loop is closed")
-        rtp = _bind_udp(self.host, port)
-        try:
-            rtcp = _bind_udp(self.host, port + 1)
-        except OSError:
+        rtp, rtcp = bind_pair(self.host, port)
+        return self.adopt_leg(key, port, media, (rtp, rtcp), source=source)
+
+    def adopt_leg(
+        self,
+        key: Hashable,
+        port: int,
+        media: NegotiatedMedia,
+        sockets: tuple[socket.socket, socket.socket],
+        *,
+        source: OutboundSource | None = None,
+    ) -> MediaLeg:
+        """Serve a leg on RTP and RTCP sockets bound already (to `port` and the one
+        after it), from the next tick; the loop owns and closes them from now on, and
+        closes them at once if the leg cannot be added."""
+        rtp, rtcp = sockets
+        if self._closed:
             rtp.close()
+            rtcp.close()
+            raise RuntimeError("the media loop is closed")
+        try:
+            leg = self.core.add_leg(key, port, media, self.loop.time(), source=source)
+        except Exception:
+            rtp.close()
+            rtcp.close()
             raise
-        leg = self.core.add_leg(key, port, media, self.loop.time(), source=source)
         # Read once per tick by the reader; sent to straight from the tick: one system
         # call per packet, no asyncio write buffering (a full socket buffer drops the
         # packet, which is what a real-time stream wants).
@@ -1731,9 +1798,62 @@ class MediaLoop:
             self._handle = None
         return leg
 
+    def end_leg(self, key: Hashable) -> asyncio.Future[LegSummary | None]:
+        """`remove_leg`, giving what the call record keeps of the leg (None for no such
+        leg) — here at once; a media worker answers a moment later."""
+        leg = self.remove_leg(key)
+        future: asyncio.Future[LegSummary | None] = self.loop.create_future()
+        future.set_result(None if leg is None else self.core.summarise(leg))
+        return future
+
+    def has_leg(self, key: Hashable) -> bool:
+        return key in self.core.legs
+
+    @property
+    def leg_count(self) -> int:
+        return len(self.core.legs)
+
+    @property
+    def prefill(self) -> int:
+        """Samples an unbridged leg buffers before playing out."""
+        return self.core.prefill
+
+    @property
+    def skipped_ticks(self) -> int:
+        return self.schedule.skipped_ticks
+
     def leg_quality(self, key: Hashable) -> CallQuality | None:
         """The leg's RTCP figures so far (None for no such leg)."""
         return self.core.leg_quality(key)
+
+    def rtp_totals(self) -> dict[str, int]:
+        """`MediaCore.rtp_totals`."""
+        return self.core.rtp_totals()
+
+    def jitter_totals(self) -> dict[str, int]:
+        """`MediaCore.jitter_totals`."""
+        return self.core.jitter_totals()
+
+    # -- conferences ---------------------------------------------------------------------
+
+    def join(
+        self,
+        key: Hashable,
+        conference: Hashable,
+        *,
+        role: Role = Role.MEMBER,
+        coach: Hashable | None = None,
+    ) -> None:
+        """`MediaCore.join`."""
+        self.core.join(key, conference, role=role, coach=coach)
+
+    def leave(self, key: Hashable) -> None:
+        """`MediaCore.leave`."""
+        self.core.leave(key)
+
+    def set_muted(self, key: Hashable, muted: bool) -> None:
+        """`MediaCore.set_muted`."""
+        self.core.set_muted(key, muted)
 
     # -- what legs play, and recordings -------------------------------------------------
 
@@ -1773,6 +1893,10 @@ class MediaLoop:
     ) -> None:
         """`MediaCore.start_recording`."""
         self.core.start_recording(key, inbound=inbound, outbound=outbound, max_seconds=max_seconds)
+
+    def pause_recording(self, key: Hashable, paused: bool) -> None:
+        """`MediaCore.pause_recording`."""
+        self.core.pause_recording(key, paused)
 
     def stop_recording(
         self, key: Hashable, path: str | os.PathLike[str]

@@ -28,12 +28,12 @@ from hotline.engine.contact_centre import ContactCentre
 from hotline.engine.flows import FlowSet
 from hotline.engine.gctune import GcStats, freeze_startup, full_collection_due, tune
 from hotline.engine.ivr_calls import IvrCall, IvrCalls
-from hotline.engine.media_loop import DtmfMethod, Histogram, MediaLeg, MediaLoop
+from hotline.engine.media_loop import DtmfMethod, Histogram, LegSummary, MediaLoop
+from hotline.engine.media_workers import MediaPlane, MediaWorkers
 from hotline.engine.ports import PortsExhausted, RtpPortPool
 from hotline.engine.transport import SipTransports
 from hotline.engine.tts import espeak_synthesise
 from hotline.media.prompts import PromptCache
-from hotline.rtp.rtcp import CallQuality
 from hotline.sip.addr import Peer
 from hotline.sip.auth import Algorithm, DigestVerifier
 from hotline.sip.auth_policy import DigestAuthenticator
@@ -101,7 +101,7 @@ class Engine:
         self._stopped = asyncio.Event()
         self._drain_task: asyncio.Task[None] | None = None
         self.media_host = config.sip.advertised_host or config.sip.listen[0].host
-        self.media: MediaLoop | None = None
+        self.media: MediaPlane | None = None
         paths = config.paths
         self.prompts = PromptCache(paths.audio, paths.data / "cache",
                                    synthesise=espeak_synthesise)
@@ -176,12 +176,20 @@ class Engine:
             presence=PresencePolicy(check_body=_pidf_problem),
             publish_auth=registrar.authenticator,
         )
-        self.media = MediaLoop(
-            self.loop, cfg.sip.listen[0].host, on_digit=self._on_digit,
-            on_inactive=self._on_rtp_inactive,
-            inactivity_timeout=cfg.rtp.inactivity_timeout_seconds,
-            on_play_done=self._on_play_done,
-        )
+        if cfg.rtp.media_workers:
+            self.media = MediaWorkers(
+                self.loop, cfg.sip.listen[0].host, workers=cfg.rtp.media_workers,
+                on_digit=self._on_digit, on_inactive=self._on_rtp_inactive,
+                inactivity_timeout=cfg.rtp.inactivity_timeout_seconds,
+                on_play_done=self._on_play_done, log_format=cfg.logging.format,
+            )
+        else:
+            self.media = MediaLoop(
+                self.loop, cfg.sip.listen[0].host, on_digit=self._on_digit,
+                on_inactive=self._on_rtp_inactive,
+                inactivity_timeout=cfg.rtp.inactivity_timeout_seconds,
+                on_play_done=self._on_play_done,
+            )
         self.acd = ContactCentre(
             self.loop, cfg.acd, endpoint=self.endpoint, registrar=registrar, media=self.media,
             prompts=self.prompts, new_leg=self._new_leg, start_media=self._start_media,
@@ -569,21 +577,17 @@ class Engine:
                 facts = self.acd.cdr_facts(ev.call)
                 self.acd.on_ended(ev.call, ev.reason, ev.status)
             media = ev.call.app
-            quality = None
-            leg = None
             if isinstance(media, CallMedia) and self.media is not None:
-                leg = self.media.remove_leg(ev.call)
-                if leg is not None:
-                    quality = leg.rtcp.quality()
-                    self.call_jitter.observe(leg.receiver.stats().max_jitter_ms / 1000)
-                    log.info("call %s quality: %s", ev.call.call_id, quality.summary())
-            flow = self.ivr.ended(ev.call, quality) if self.ivr is not None else None
-            if isinstance(media, CallMedia):
-                self.ports.release(media.rtp_port)
-                ev.call.app = None
-            log.info("call %s ended: %s", ev.call.call_id, ev.reason.value)
-            self._record_call(ev, media if isinstance(media, CallMedia) else None, leg,
-                              quality, flow, facts)
+                # The leg's sockets are closed (by a worker process, perhaps) before
+                # its port is given out again.
+                ended = self.media.end_leg(ev.call)
+                if ended.done():
+                    self._call_ended(ev, media, ended, facts)
+                else:
+                    ended.add_done_callback(
+                        lambda f: self._call_ended(ev, media, f, facts))
+            else:
+                self._call_ended(ev, media, None, facts)
         elif isinstance(ev, DtmfInfoReceived):
             media = ev.call.app
             if isinstance(media, CallMedia):
@@ -627,23 +631,44 @@ class Engine:
         elif isinstance(ev, OutboundAnswered):
             self._outbound_answered(ev.call, ev.sdp)
 
-    def _record_call(self, ev: CallEnded, media: CallMedia | None, leg: MediaLeg | None,
-                     quality: CallQuality | None, flow: IvrCall | None,
-                     facts: dict[str, Any]) -> None:
+    def _call_ended(self, ev: CallEnded, media: Any,
+                    ended: asyncio.Future[LegSummary | None] | None,
+                    facts: dict[str, Any]) -> None:
+        """The rest of a call's end, once its media leg is gone: the flow's end, the
+        port back to the pool, the detail record."""
+        summary = None
+        if ended is not None:
+            if ended.cancelled() or ended.exception() is not None:
+                log.error("call %s: its media leg did not end cleanly: %s", ev.call.call_id,
+                          "cancelled" if ended.cancelled() else ended.exception())
+            else:
+                summary = ended.result()
+        quality = None
+        if summary is not None:
+            quality = summary.quality
+            self.call_jitter.observe(summary.max_jitter_ms / 1000)
+            log.info("call %s quality: %s", ev.call.call_id, quality.summary())
+        flow = self.ivr.ended(ev.call, quality) if self.ivr is not None else None
+        if isinstance(media, CallMedia):
+            self.ports.release(media.rtp_port)
+            if ev.call.app is media:
+                ev.call.app = None
+        log.info("call %s ended: %s", ev.call.call_id, ev.reason.value)
+        self._record_call(ev, media if isinstance(media, CallMedia) else None, summary,
+                          flow, facts)
+
+    def _record_call(self, ev: CallEnded, media: CallMedia | None, leg: LegSummary | None,
+                     flow: IvrCall | None, facts: dict[str, Any]) -> None:
         """The call's detail record, written behind to the database. Nothing the caller
         keyed is in it (see hotline/cdr.py)."""
         call = ev.call
         now = dt.datetime.now(dt.UTC)
         playout_ms = DEFAULT_PLAYOUT_MS
         rx = tx = None
+        quality = None
         if leg is not None:
-            rx, tx = leg.receiver.stats().packets, leg.sender.packets_sent
-            if leg.jitter is not None:
-                stats = leg.jitter.stats()
-                playout_ms = 1000 * (stats.delay if stats.delay is not None
-                                     else stats.target_delay)
-            elif self.media is not None:
-                playout_ms = 1000 * self.media.core.prefill / 8000
+            rx, tx, playout_ms = leg.packets_in, leg.packets_out, leg.playout_ms
+            quality = leg.quality
         if call.inbound:
             caller, called = self._caller_identity(call)[0], call.dialled
         else:
@@ -709,12 +734,14 @@ class Engine:
         if (not isinstance(media, CallMedia) or media.session.media is None
                 or self.media is None):
             return False
-        if call in self.media.core.legs:
+        if self.media.has_leg(call):
             return True
         try:
-            self.media.add_leg(call, media.rtp_port, media.session.media)
+            near = self.acd.media_near(call) if self.acd is not None else None
+            self.media.add_leg(call, media.rtp_port, media.session.media, near=near)
         except OSError as exc:
-            log.warning("call %s: cannot bind RTP port %d: %s", call.call_id, media.rtp_port, exc)
+            log.warning("call %s: cannot serve media on RTP port %d: %s", call.call_id,
+                        media.rtp_port, exc)
             return False
         if self.acd is not None and call.inbound and self.acd.on_media(call):
             return True

@@ -126,9 +126,9 @@ class EngineCollector(Collector):
         media = engine.media
         if media is not None:
             legs = GaugeMetricFamily("hotline_media_legs", "RTP legs served by the tick")
-            legs.add_metric([], float(len(media.core.legs)))
+            legs.add_metric([], float(media.leg_count))
             yield legs
-            totals = media.core.rtp_totals()
+            totals = media.rtp_totals()
             rtp = CounterMetricFamily("hotline_rtp_packets", "RTP packets", labels=["what"])
             for what in ("packets_in", "packets_out", "lost", "late", "duplicates", "malformed"):
                 rtp.add_metric([what.removeprefix("packets_")], float(totals[what]))
@@ -147,13 +147,25 @@ class EngineCollector(Collector):
                                           "was overloaded")
             refused.add_metric([], float(engine.media_refusals))
             yield refused
+            from hotline.engine.media_workers import MediaWorkers
+
+            if isinstance(media, MediaWorkers):
+                workers = GaugeMetricFamily("hotline_media_workers",
+                                            "Media worker processes serving the legs")
+                workers.add_metric([], float(len(media.processes)))
+                yield workers
+                restarts = CounterMetricFamily("hotline_media_worker_restarts",
+                                               "Media worker processes that died and were "
+                                               "replaced (their calls were ended)")
+                restarts.add_metric([], float(media.restarts))
+                yield restarts
             skipped = CounterMetricFamily("hotline_media_ticks_skipped",
                                           "Ticks skipped to catch up after a stall")
-            skipped.add_metric([], float(media.schedule.skipped_ticks))
+            skipped.add_metric([], float(media.skipped_ticks))
             yield skipped
             yield _histogram("hotline_rtp_call_jitter_seconds",
                              "Each ended leg's highest interarrival jitter", engine.call_jitter)
-            jb = media.core.jitter_totals()
+            jb = media.jitter_totals()
             jitter = CounterMetricFamily("hotline_jitter_buffer", "Bridged legs' jitter "
                                          "buffers: packets and frames by outcome",
                                          labels=["what"])

@@ -115,7 +115,7 @@ registrar:
   port_min: {rtp_min}
   port_max: {rtp_max}
   inactivity_timeout_seconds: {rtp_inactivity}
-paths:
+{rtp_extra}paths:
   data: {data}
   flows: {flows}
   audio: {audio}
@@ -140,7 +140,7 @@ def start_server(tmp: Path, **overrides: object) -> Server:
         "port": port, "t1": 500, "max_calls": 500, "max_cps": 500.0, "drain": 30.0,
         "reg_rate": 5.0, "reg_burst": 20, "require_auth": "true",
         "rtp_min": rtp_min, "rtp_max": rtp_min + 2000, "data": tmp / "var",
-        "registrar_extra": "", "users_extra": "", "sip_extra": "", "rtp_inactivity": 30.0,
+        "registrar_extra": "", "users_extra": "", "sip_extra": "", "rtp_inactivity": 30.0, "rtp_extra": "",
         "flows": ROOT / "tests" / "data" / "flows", "audio": ROOT / "audio",
         "default_flow": "listen", "reload_check": 1.0,
         "http_enabled": "false", "http_port": 8080,

@@ -9,6 +9,7 @@ The caller is a pyVoIP phone too (it can write a tone and record what it hears).
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import urllib.request
@@ -159,9 +160,11 @@ def api(server_http: int, method: str, path: str, body: dict[str, Any] | None = 
 
 def _server(tmp: Path, *, logged_in: bool = True, ring: float = 15.0,
             citizen: int = 5999, queue_extra: str = "",
-            record: bool = False, md5_only: bool = False) -> tuple[Server, int]:
+            record: bool = False, md5_only: bool = False,
+            workers: int = 0) -> tuple[Server, int]:
     """An engine for these tests; `md5_only` for baresip 1.0, which fails a challenge
-    that offers any other algorithm."""
+    that offers any other algorithm; `workers`: media worker processes (0: the media
+    tick in the engine's process)."""
     import os
 
     http = free_port(("tcp",))
@@ -172,6 +175,7 @@ def _server(tmp: Path, *, logged_in: bool = True, ring: float = 15.0,
             registrar_extra="  allow_rfc2069: true\n" + ("  algorithms: [MD5]\n" if md5_only
                                                           else ""),
             default_flow="queue", http_enabled="true", http_port=http, drain=3.0,
+            rtp_extra=f"  media_workers: {workers}\n",
             extra_yaml=ACD.format(logged_in="true" if logged_in else "false", ring=ring,
                                   citizen=citizen, queue_extra=queue_extra,
                                   record="true" if record else "false"),
@@ -181,10 +185,14 @@ def _server(tmp: Path, *, logged_in: bool = True, ring: float = 15.0,
     return server, http
 
 
+MEDIA = pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "media-workers"])
+
+
+@MEDIA
 def test_a_queued_caller_is_bridged_to_a_registered_agent_and_audio_flows_both_ways(
-    tmp_path: Path,
+    tmp_path: Path, workers: int,
 ) -> None:
-    server, http = _server(tmp_path)
+    server, http = _server(tmp_path, workers=workers)
     agent = Phone(server, "bob", "builder", answer=True, freq=1100.0)
     caller = Phone(server, "alice", "wonderland", answer=False, freq=700.0)
     try:
@@ -221,6 +229,14 @@ def test_a_queued_caller_is_bridged_to_a_registered_agent_and_audio_flows_both_w
         assert 'hotline_acd_events_total{event="bridged"} 1.0' in metrics
         assert 'hotline_queue_waiting{queue="help"} 0.0' in metrics
         assert 'hotline_jitter_buffer_total{what="played"}' in metrics
+        played = re.search(r'hotline_jitter_buffer_total\{what="played"\} (\S+)', metrics)
+        assert played is not None and float(played.group(1)) > 0, metrics
+        assert "hotline_media_legs 2.0" in metrics, metrics
+        if workers:
+            # The media ran in worker processes (the engine serves none itself).
+            assert "media worker 1 started" in server.log_text()
+            assert "hotline_media_workers 2.0" in metrics, metrics
+            assert "hotline_media_worker_restarts_total 0.0" in metrics, metrics
         call.hangup()
         assert wait_for(lambda: "over (caller hung up)" in server.log_text()), \
             server.log_text()[-3000:]
@@ -343,10 +359,11 @@ def _bridged(tmp_path: Path, **kw: Any) -> tuple[Server, int, Phone, Phone, Any]
     return server, http, agent, caller, call
 
 
+@MEDIA
 def test_consult_an_expert_then_conference_all_three_each_hearing_the_other_two(
-    tmp_path: Path,
+    tmp_path: Path, workers: int,
 ) -> None:
-    server, http, agent, caller, _call = _bridged(tmp_path)
+    server, http, agent, caller, _call = _bridged(tmp_path, workers=workers)
     expert = Phone(server, "dave", "dave-pass", answer=True, freq=1500.0)
     try:
         expert.start()
@@ -379,8 +396,9 @@ def test_consult_an_expert_then_conference_all_three_each_hearing_the_other_two(
         assert stop_server(server) == 0
 
 
-def test_a_supervisor_whisper_is_heard_by_the_agent_only(tmp_path: Path) -> None:
-    server, http, agent, caller, _call = _bridged(tmp_path)
+@MEDIA
+def test_a_supervisor_whisper_is_heard_by_the_agent_only(tmp_path: Path, workers: int) -> None:
+    server, http, agent, caller, _call = _bridged(tmp_path, workers=workers)
     boss = Phone(server, "carol", "carol-pass", answer=True, freq=1900.0)
     try:
         boss.start()
@@ -407,11 +425,12 @@ def test_a_supervisor_whisper_is_heard_by_the_agent_only(tmp_path: Path) -> None
         assert stop_server(server) == 0
 
 
+@MEDIA
 def test_a_callback_keeps_the_callers_place_and_calls_them_back_to_a_reserved_agent(
-    tmp_path: Path,
+    tmp_path: Path, workers: int,
 ) -> None:
     citizen_port = free_port(("udp",))
-    server, http = _server(tmp_path, citizen=citizen_port)
+    server, http = _server(tmp_path, citizen=citizen_port, workers=workers)
     agent = Phone(server, "bob", "builder", answer=True, freq=1100.0)
     first = Phone(server, "alice", "wonderland", answer=False, freq=None)
     citizen = Phone(server, "0412345678", "citizen-pass", answer=True, freq=None,
@@ -451,10 +470,11 @@ def test_a_callback_keeps_the_callers_place_and_calls_them_back_to_a_reserved_ag
         assert stop_server(server) == 0
 
 
+@MEDIA
 def test_a_blind_transfer_from_the_api_hands_the_caller_to_another_phone(
-    tmp_path: Path,
+    tmp_path: Path, workers: int,
 ) -> None:
-    server, http, agent, caller, call = _bridged(tmp_path)
+    server, http, agent, caller, call = _bridged(tmp_path, workers=workers)
     target = Phone(server, "dave", "dave-pass", answer=True, freq=1500.0)
     try:
         target.start()
@@ -510,12 +530,13 @@ def test_after_the_longest_wait_the_caller_leaves_a_voicemail(tmp_path: Path) ->
         assert stop_server(server) == 0
 
 
+@MEDIA
 def test_a_bridged_call_is_recorded_in_stereo_and_the_pause_leaves_silence(
-    tmp_path: Path,
+    tmp_path: Path, workers: int,
 ) -> None:
     import wave
 
-    server, http, agent, caller, call = _bridged(tmp_path, record=True)
+    server, http, agent, caller, call = _bridged(tmp_path, record=True, workers=workers)
     try:
         time.sleep(2.0)
         status, body = api(http, "POST", "/api/agents/bob/call/recording", {"paused": True})

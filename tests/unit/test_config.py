@@ -622,3 +622,12 @@ def test_validating_without_a_file_uses_the_cwd_and_os_environ(
     })
     assert cfg.paths.flows == tmp_path / "f"
     assert cfg.registrar.users[0].ha1("MD5") == digest_ha1("MD5", "u", "hotline.local", "pw")
+
+
+def test_media_workers_in_process_by_default_and_checked(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "node_name: a\n")).rtp.media_workers == 0
+    assert load_config(write(tmp_path, "rtp: {media_workers: 3}\n", "w.yaml")).rtp.media_workers == 3
+    for bad in ("-1", "65", "'two'", "2.5"):
+        path = write(tmp_path, f"rtp:\n  media_workers: {bad}\n", "bad.yaml")
+        (problem,) = errors(path)
+        assert problem.startswith(f"{path}:2:18: rtp.media_workers: "), problem

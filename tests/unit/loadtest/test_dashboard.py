@@ -51,8 +51,8 @@ def _engine() -> Any:
         results={("vaccine", "booked"): 1},
         service_results={("booking", "hold", "ok"): 1},
     )
-    core = ns(
-        legs={1: object()},
+    media = ns(
+        leg_count=1,
         rtp_totals=lambda: dict.fromkeys(
             ("packets_in", "packets_out", "lost", "late", "duplicates", "malformed"), 1
         ),
@@ -69,12 +69,9 @@ def _engine() -> Any:
             ),
             1,
         ),
-    )
-    media = ns(
-        core=core,
         tick_seconds=_histogram(),
         tick_lateness=_histogram(),
-        schedule=ns(skipped_ticks=0),
+        skipped_ticks=0,
     )
     agent = ns(status=AgentStatus.AVAILABLE, state=AgentState.IDLE)
     acd = ns(

@@ -227,9 +227,18 @@ def reap(proc: subprocess.Popen[bytes], deadline: float) -> tuple[int | None, fl
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a live process (all its threads), in seconds."""
+    """utime + stime of a live process (all its threads) and of its live child
+    processes (the engine's media workers), in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for child in children:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += cpu_seconds(int(child))
+    return total
 
 
 def free_port(span: int = 1) -> int:
@@ -415,6 +424,7 @@ registrar:
 rtp:
   port_min: {rtp_min}
   port_max: {rtp_max}
+  media_workers: {media_workers}
 paths:
   data: {data}
   flows: {flows}
@@ -465,7 +475,14 @@ class StartError(RuntimeError):
     reported as failed with this message."""
 
 
-def start_engine(procs: Processes, step: Path, agents: int, legs: int, log_level: str) -> Engine:
+def start_engine(
+    procs: Processes,
+    step: Path,
+    agents: int,
+    legs: int,
+    log_level: str,
+    media_workers: int = 0,
+) -> Engine:
     """`hotline serve` with `agents` agent users, room for `legs` media legs."""
     flows = step / "flows"
     flows.mkdir(parents=True, exist_ok=True)
@@ -496,6 +513,7 @@ def start_engine(procs: Processes, step: Path, agents: int, legs: int, log_level
             agents=agent_rows or "    []",
             queue=QUEUE,
             log_level=log_level,
+            media_workers=media_workers,
         )
     )
     log = step / "hotline.log"
@@ -846,6 +864,7 @@ class Plan:
     log_level: str
     work: Path
     keep: bool
+    media_workers: int = 0
 
     @property
     def hold(self) -> float:
@@ -940,7 +959,14 @@ def run_step(procs: Processes, variant: str, level: int, plan: Plan) -> Step:
     sampler = threading.Thread(target=sample, daemon=True, name="bridge-load-sampler")
     capture_cpu = 0.0
     try:
-        engine = start_engine(procs, folder, step.agents, legs, plan.log_level)
+        engine = start_engine(
+            procs,
+            folder,
+            step.agents,
+            legs,
+            plan.log_level,
+            plan.media_workers,
+        )
         rtp_lo, rtp_hi = engine.rtp_min, engine.rtp_max
         rtp_drops = SocketDrops(lambda port: rtp_lo <= port <= rtp_hi and port % 2 == 0)
         sip = engine.sip_port
@@ -1396,6 +1422,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=["debug", "info", "warning"],
         help="the engine's log level (default info, as shipped)",
     )
+    ap.add_argument(
+        "--media-workers",
+        type=int,
+        default=0,
+        help="the engine's rtp.media_workers (default 0: the media tick in its own process)",
+    )
     ap.add_argument("--json", type=Path, help="write every figure to this JSON file")
     ap.add_argument("--keep", type=Path, help="keep configs, logs and SIPp files in this directory")
     args = ap.parse_args(argv)  # fmt: skip
@@ -1427,7 +1459,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_speech(work / "agent_speech.ulaw", SPEECH_OFFSET_AGENT)
     info = machine()
     plan = Plan(
-        talk, factor, args.agent_media, args.capture, args.log_level, work, args.keep is not None
+        talk,
+        factor,
+        args.agent_media,
+        args.capture,
+        args.log_level,
+        work,
+        args.keep is not None,
+        args.media_workers,
     )
     variants = ["bridge"] if args.no_baseline else ["bridge", "ivr"]
     print(

@@ -1810,6 +1810,11 @@ class MediaLoop:
         return key in self.core.legs
 
     @property
+    def available(self) -> bool:
+        """Can a leg be served (until the loop is closed)?"""
+        return not self._closed
+
+    @property
     def leg_count(self) -> int:
         return len(self.core.legs)
 

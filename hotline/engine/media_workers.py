@@ -10,7 +10,7 @@ flows, the queues and the database in the main process. `MediaWorkers` answers t
 engine as `MediaLoop` does (the `MediaPlane` protocol), so nothing above it knows
 where a leg is served.
 
-* **Placement.** A new leg goes to the least-loaded worker, unless it is given a leg to
+* **Placement.** A new leg goes to the worker serving the fewest legs, unless it is given a leg to
   be `near`: every leg of one bridge (caller, agent, consulted expert, supervisor) is
   placed with the bridge's first leg, because a conference is mixed inside one tick.
   Joining legs served by different workers is refused (ValueError) — placement makes it
@@ -111,6 +111,8 @@ class MediaPlane(Protocol):
     @property
     def skipped_ticks(self) -> int: ...
     def overloaded(self) -> bool: ...
+    @property
+    def available(self) -> bool: ...
     def add_leg(
         self, key: Hashable, port: int, media: NegotiatedMedia, *, near: Hashable | None = None
     ) -> object: ...
@@ -740,8 +742,8 @@ class MediaWorkers:
         self, key: Hashable, port: int, media: NegotiatedMedia, *, near: Hashable | None = None
     ) -> None:
         """Bind the leg's sockets now (OSError if they cannot be) and have a worker
-        serve it: the worker serving `near` when that leg is served, else the least
-        loaded one."""
+        serve it: the worker serving `near` when that leg is served, else the one
+        serving the fewest legs."""
         if self._closed:
             raise RuntimeError("the media workers are closed")
         if key in self._ids:
@@ -753,7 +755,9 @@ class MediaWorkers:
             live = [p for p in self.processes if p.alive]
             if not live:
                 raise MediaUnavailable("no media worker is running")
-            process = min(live, key=lambda p: (p.load, len(p.legs), p.index))
+            # By legs served, which is exact now; the load figures are up to half a
+            # second old, and calls arriving meanwhile would all go to one worker.
+            process = min(live, key=lambda p: (len(p.legs), p.load, p.index))
         sockets = bind_pair(self.host, port)
         leg = next(self._next_id)
         process.channel.send(("add", leg, port, media), sockets)
@@ -856,6 +860,12 @@ class MediaWorkers:
     def load(self) -> float:
         """The busiest worker's tick load."""
         return max((p.load for p in self.processes if p.alive), default=0.0)
+
+    @property
+    def available(self) -> bool:
+        """Is any worker running (between a worker's death and its replacement there
+        may be none)?"""
+        return any(p.alive for p in self.processes)
 
     def overloaded(self) -> bool:
         """Is every worker at its limit (so a new call has nowhere to go)?"""

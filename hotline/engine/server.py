@@ -233,6 +233,8 @@ class Engine:
             return "no flow loaded"
         if not self.bookings.opened:
             return "booking store not open"
+        if self.media is not None and not self.media.available:
+            return "no media worker running"
         return None
 
     def _authenticator(self) -> DigestAuthenticator:

@@ -495,11 +495,13 @@ def test_a_blind_transfer_from_the_api_hands_the_caller_to_another_phone(
         assert stop_server(server) == 0
 
 
-def test_after_the_longest_wait_the_caller_leaves_a_voicemail(tmp_path: Path) -> None:
+@MEDIA
+def test_after_the_longest_wait_the_caller_leaves_a_voicemail(tmp_path: Path, workers: int
+                                                              ) -> None:
     import wave
 
     server, _http = _server(tmp_path, queue_extra="      max_wait_seconds: 2\n"
-                                                 "      overflow: {voicemail: help}\n")
+                                                 "      overflow: {voicemail: help}\n", workers=workers)
     agent = Phone(server, "bob", "builder", answer=True, freq=1100.0)
     first = Phone(server, "alice", "wonderland", answer=False, freq=None)
     second = Phone(server, "dave", "dave-pass", answer=False, freq=None)

@@ -15,7 +15,7 @@ import pytest
 from pyVoIP.VoIP import CallState
 
 from tests.integration.conftest import stop_server
-from tests.integration.test_agents import Phone, _server, api, level, wait_for
+from tests.integration.test_agents import MEDIA, Phone, _server, api, level, wait_for
 from tests.peers import PeerError
 from tests.peers.baresip import Baresip, find_baresip
 from tests.peers.tones import tone
@@ -31,9 +31,13 @@ def _need_baresip() -> None:
         pytest.fail(str(exc))
 
 
-def test_a_baresip_agent_logs_in_answers_holds_and_transfers_by_refer(tmp_path: Path) -> None:
+@MEDIA
+def test_a_baresip_agent_logs_in_answers_holds_and_transfers_by_refer(
+    tmp_path: Path, workers: int
+) -> None:
     (tmp_path / "engine").mkdir()
-    server, http = _server(tmp_path / "engine", logged_in=False, md5_only=True)
+    server, http = _server(tmp_path / "engine", logged_in=False, md5_only=True,
+                           workers=workers)
     caller = Phone(server, "alice", "wonderland", answer=False, freq=700.0)
     target = Phone(server, "dave", "dave-pass", answer=True, freq=1500.0)
     agent = Baresip(tmp_path / "bob", user="bob", password="builder",

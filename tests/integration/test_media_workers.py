@@ -350,10 +350,10 @@ def test_a_worker_that_dies_is_replaced_and_its_legs_reported_inactive() -> None
             assert media.restarts == 1 and not media.has_leg("a")
             # It died young, so its replacement comes after a pause; meanwhile there is
             # nowhere to serve a leg, and new calls are refused.
-            assert media.overloaded()
+            assert media.overloaded() and not media.available
             with pytest.raises(MediaUnavailable):
                 media.add_leg("b", port, _media(peer))
-            assert await until(lambda: media.processes[0].alive, 5)
+            assert await until(lambda: media.available, 5)
             assert media.processes[0].proc.pid != first.pid
             assert await until(lambda: first.poll() is not None)
             assert first.returncode == -signal.SIGKILL

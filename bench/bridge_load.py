@@ -37,7 +37,8 @@ Per step, from the engine's /metrics (scraped once a second), /proc and SIPp:
 * peak and plateau concurrency: agents on a call (`hotline_agents{state="on_call"}`),
   or calls in progress for the IVR baseline; the plateau is where it stays at 95 % of
   the level or more;
-* engine CPU over the plateau (utime + stime from /proc/PID/stat; 100 = one core), CPU
+* engine CPU over the plateau (utime + stime from /proc/PID/stat, the engine's and its
+  media worker processes' with `--media-workers`; 100 = one core), CPU
   per bridge (per IVR call for the baseline) and per media leg, % of one core;
 * the media tick's duration (p50, p99, p99.9 interpolated in the
   `hotline_media_tick_seconds` histogram over the plateau) and ticks skipped;
@@ -72,7 +73,8 @@ lost inside the engine; CPU per bridge is reported, and its ratio to the CPU per
 call at the same level.
 
     .venv/bin/python bench/bridge_load.py [--levels 100,200,400] [--quick] [--talk 25]
-        [--agent-media echo|stream] [--no-baseline] [--capture] [--json PATH] [--keep DIR]
+        [--agent-media echo|stream] [--no-baseline] [--capture] [--media-workers N]
+        [--json PATH] [--keep DIR]
 
 Needs SIPp (Debian sip-tester, built with RTP streaming: SIPp 3.6) and, for
 `--capture`, tshark and root. Every process is bounded in time (SIPp -timeout and
@@ -1472,7 +1474,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"bridge_load: {info['cpus']} CPUs ({info['cpu_model']}), {info['sipp']}, load average "
         f"{' '.join(f'{x:.2f}' for x in info['load_average'])}; talk {talk:g} s, "
-        f"{factor:g} × level calls per step, agents {args.agent_media}; work dir {work}"
+        f"{factor:g} × level calls per step, agents {args.agent_media}, media "
+        f"{f'in {args.media_workers} worker processes' if args.media_workers else 'in the engine process'}"
+        f"; work dir {work}"
     )
     print(
         f"targets: ≥ {TARGETS.bridges} concurrent bridges, {TARGETS.failed} failed calls, "

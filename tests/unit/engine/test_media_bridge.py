@@ -300,3 +300,51 @@ def test_the_media_loop_reports_overload_from_its_load_and_skipped_ticks() -> No
         media.close()
     finally:
         loop.close()
+
+
+def test_a_legs_summary_for_the_call_record_from_a_live_or_removed_leg() -> None:
+    n = net()
+    n.add("a", 700.0)
+    n.add("b", 900.0)
+    n.add("ivr", None)  # never bridged: no jitter buffer
+    n.core.join("a", "c")
+    n.core.join("b", "c")
+    n.run(40)
+    live = n.core.summarise(n.legs["a"])
+    assert (live.packets_in, live.packets_out) == (40, 40)
+    # A bridged leg's playout is its jitter buffer's delay: a tick or two here.
+    assert 0 < live.playout_ms <= 60, live.playout_ms
+    assert live.quality == n.legs["a"].rtcp.quality()
+    removed = n.core.remove_leg("a")
+    assert removed is not None
+    assert n.core.summarise(removed).packets_in == 40
+    # An unbridged leg's playout is the prefill (320 samples: 40 ms).
+    assert n.core.summarise(n.legs["ivr"]).playout_ms == 40.0
+    assert n.core.summarise(n.legs["ivr"]).max_jitter_ms >= 0
+
+
+def test_the_media_loop_answers_as_a_media_plane_does() -> None:
+    import asyncio
+
+    from hotline.engine.media_loop import LegSummary, MediaLoop
+    from hotline.engine.media_workers import MediaPlane
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop_media = MediaLoop(loop, "127.0.0.1", on_digit=lambda *a: None,
+                               on_inactive=lambda k: None)
+        plane: MediaPlane = loop_media  # the engine holds either through this protocol
+        assert plane.available and plane.leg_count == 0 and plane.prefill == 320
+        assert not plane.has_leg("x")
+        # No such leg: the future is there at once, with nothing in it.
+        ended = plane.end_leg("x")
+        assert ended.done() and ended.result() is None
+        leg = loop_media.core.add_leg("a", 20000, media(7000), loop.time())
+        assert plane.has_leg("a") and plane.leg_count == 1
+        ended = plane.end_leg("a")
+        assert ended.done() and isinstance(ended.result(), LegSummary)
+        assert not plane.has_leg("a") and leg.sendto is None
+        loop_media.close()
+        assert not plane.available
+    finally:
+        loop.close()

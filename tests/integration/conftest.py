@@ -161,7 +161,10 @@ def start_server(tmp: Path, **overrides: object) -> Server:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"hotline exited {proc.returncode}:\n{server.log_text()}")
-        if re.search(r"listening on tcp", server.log_text()):
+        text = server.log_text()
+        # SIP listens first; the HTTP listener (when enabled) a moment later.
+        if re.search(r"listening on tcp", text) and (
+                values["http_enabled"] != "true" or "http listening on" in text):
             return server
         time.sleep(0.05)
     proc.kill()

@@ -1,7 +1,7 @@
 """Media worker processes over real sockets: the channel (framing, sockets passed,
 back-pressure, the other end going), and `MediaWorkers` — legs placed with the leg
 they will be bridged to, audio bridged inside a worker and measured at the far peer,
-figures and recordings coming back, a port free again once its leg has ended, and a
+figures, recordings and key presses coming back, a port free again once its leg has ended, and a
 worker that dies replaced, its legs reported inactive."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from hotline.engine.media_loop import LegSummary, Role
+from hotline.engine.media_loop import DtmfMethod, LegSummary, Role
 from hotline.engine.media_workers import CHUNK, Channel, MediaUnavailable, MediaWorkers
 from hotline.media import g711
 from hotline.sip.sdp import Codec, Direction, NegotiatedMedia
@@ -181,12 +181,25 @@ def _free_pair() -> int:
     raise RuntimeError("no free port pair")
 
 
-def _media(peer: socket.socket) -> NegotiatedMedia:
+def _media(peer: socket.socket, te: int | None = None) -> NegotiatedMedia:
     port = peer.getsockname()[1]
     return NegotiatedMedia(
-        "127.0.0.1", port, "127.0.0.1", 0, Codec.PCMU, 0, None, 20,
-        Direction.SENDRECV, ((0, Codec.PCMU),), None,
+        "127.0.0.1", port, "127.0.0.1", 0, Codec.PCMU, 0, te, 20,
+        Direction.SENDRECV, ((0, Codec.PCMU),), te,
     )  # fmt: skip
+
+
+def _press(peer: socket.socket, port: int, digit: int, seq: int) -> None:
+    """One RFC 4733 key press from `peer`: 80 ms of event packets, then three ends."""
+    ts = 160 * seq
+    for i in range(4):
+        payload = struct.pack("!BBH", digit, 10, 160 * (i + 1))
+        peer.sendto(struct.pack("!BBHII", 0x80, 101 | (0x80 if i == 0 else 0), seq + i, ts,
+                                0x2000) + payload, ("127.0.0.1", port))  # fmt: skip
+    for i in range(3):
+        payload = struct.pack("!BBH", digit, 0x80 | 10, 640)
+        peer.sendto(struct.pack("!BBHII", 0x80, 101, seq + 4 + i, ts, 0x2000) + payload,
+                    ("127.0.0.1", port))  # fmt: skip
 
 
 def _level(samples: np.ndarray, freq: float) -> float:
@@ -197,14 +210,14 @@ def _level(samples: np.ndarray, freq: float) -> float:
 
 class Events:
     def __init__(self) -> None:
-        self.digits: list[tuple[Any, str]] = []
+        self.digits: list[tuple[Any, str, DtmfMethod]] = []
         self.inactive: list[Any] = []
         self.played: list[tuple[Any, Any, bool]] = []
 
     def workers(self, loop: asyncio.AbstractEventLoop, n: int, **kw: Any) -> MediaWorkers:
         return MediaWorkers(
             loop, "127.0.0.1", workers=n,
-            on_digit=lambda key, digit, method: self.digits.append((key, digit)),
+            on_digit=lambda key, digit, method: self.digits.append((key, digit, method)),
             on_inactive=self.inactive.append,
             on_play_done=lambda key, tag, done: self.played.append((key, tag, done)),
             **kw,
@@ -301,7 +314,7 @@ def test_a_bridge_is_served_by_one_worker_and_each_side_hears_the_other() -> Non
     run(go(), 60)
 
 
-def test_plays_recordings_and_digits_come_back_through_the_worker(tmp_path: Path) -> None:
+def test_plays_recordings_and_key_presses_go_through_the_worker(tmp_path: Path) -> None:
     async def go() -> None:
         loop = asyncio.get_running_loop()
         events = Events()
@@ -309,14 +322,17 @@ def test_plays_recordings_and_digits_come_back_through_the_worker(tmp_path: Path
         peer = _peer()
         port = _free_pair()
         try:
-            media.add_leg("a", port, _media(peer))
+            media.add_leg("a", port, _media(peer, te=101))
             with pytest.raises(ValueError, match="exists"):
                 media.add_leg("a", port, _media(peer))
             beep = (3000 * np.sin(2 * np.pi * 440 * np.arange(4000) / 8000)).astype(np.int16)
             media.start_recording("a")
             media.play("a", beep, tag=("test", 1))
-            await _talk({"a": (port, peer)}, {"a": 941.0}, 1.2)  # the DTMF '0' low tone
+            await _talk({"a": (port, peer)}, {"a": 941.0}, 1.2)
             assert ("a", ("test", 1), True) in events.played
+            # A key pressed at the peer (RFC 4733) reaches the engine's digit callback.
+            _press(peer, port, 5, 100)
+            assert await until(lambda: ("a", "5", DtmfMethod.RFC4733) in events.digits)
             path = tmp_path / "a.wav"
             written = await media.stop_recording("a", path)
             assert written == str(path)

@@ -84,14 +84,16 @@ def _rows(db: Path, sql: str) -> list[tuple[object, ...]]:
         return list(conn.execute(sql))
 
 
-def test_book_by_keypad_then_cancel_on_a_repeat_call(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "media-workers"])
+def test_book_by_keypad_then_cancel_on_a_repeat_call(tmp_path: Path, workers: int) -> None:
     gateway = ThreadingHTTPServer(("127.0.0.1", 0), _Gateway)
     threading.Thread(target=gateway.serve_forever, daemon=True).start()
     _Gateway.received = []
     url = f"http://127.0.0.1:{gateway.server_address[1]}/sms"
     http_port = free_port(("tcp",))
     server = start_server(tmp_path, flows=_flows(tmp_path), default_flow="vaccine",
-                          extra_yaml=_extra(url), http_enabled="true", http_port=http_port)
+                          extra_yaml=_extra(url), http_enabled="true", http_port=http_port,
+                          rtp_extra=f"  media_workers: {workers}\n")
     db = tmp_path / "var" / "hotline.db"
     try:
         res = run_sipp(["-sf", str(_dtmf_scenario(tmp_path, BOOK_KEYS, "booked")), server.target,

@@ -129,6 +129,9 @@ _UNSPECIFIED = ("0.0.0.0", "::")
 DTMF_KEYS = "0123456789*#ABCD"  # what send_digits accepts (case-insensitive A-D)
 INBAND_TWIST_DB = 2.0  # in-band presses: the high tone this much below the low one
 DEFAULT_MAX_RECORDING_SECONDS = 600.0  # a recording stops capturing after this long
+DEFAULT_PREFILL_SAMPLES = 2 * SAMPLES_PER_TICK  # an unbridged leg's playout buffer
+# The counters of `MediaCore.rtp_totals`, over every leg served.
+RTP_COUNTERS = ("packets_in", "lost", "late", "duplicates", "malformed", "packets_out")
 
 
 class Role(Enum):
@@ -567,7 +570,7 @@ class MediaCore:
         on_inactive: InactiveCallback,
         inactivity_timeout: float = 30.0,
         rng: random.Random | None = None,
-        prefill_samples: int = 2 * SAMPLES_PER_TICK,
+        prefill_samples: int = DEFAULT_PREFILL_SAMPLES,
         max_buffer_samples: int = 10 * SAMPLES_PER_TICK,
         claim_guard: float = 0.1,
         source_factory: Callable[[], OutboundSource | None] | None = None,
@@ -615,9 +618,7 @@ class MediaCore:
         self.jitter_ended = dict.fromkeys(JITTER_COUNTERS, 0)
         self.last_index = -1
         self.digits = 0
-        self.ended = dict.fromkeys(
-            ("packets_in", "lost", "late", "duplicates", "malformed", "packets_out"), 0
-        )
+        self.ended = dict.fromkeys(RTP_COUNTERS, 0)
 
     # -- legs --------------------------------------------------------------------
 
@@ -1474,6 +1475,14 @@ TICK_BUCKETS = (0.001, 0.002, 0.005, 0.010, 0.015, 0.020, 0.030, 0.050, 0.100, 0
 LOAD_SMOOTHING = 0.02  # per tick: the load average follows about the last second
 OVERLOAD_LOAD = 0.8  # ticks busy (or late) for 80 % of their period: refuse new calls
 OVERLOAD_HOLD = 2.0  # seconds after skipped ticks during which new calls are refused
+
+
+def overloaded(load: float, last_skip: float, now: float) -> bool:
+    """A media tick whose `load` is over `OVERLOAD_LOAD`, or that skipped ticks (last at
+    `last_skip`) in the last `OVERLOAD_HOLD` seconds, takes no new calls."""
+    return load > OVERLOAD_LOAD or now - last_skip < OVERLOAD_HOLD
+
+
 MAX_READS_PER_SOCKET = 64  # datagrams read from one socket in one tick at most
 RECEIVE_SIZE = 2048  # bytes: larger than any RTP or RTCP datagram a G.711 leg gets
 MAX_STAMP_AGE = 5.0  # seconds: an older kernel timestamp means the wall clock stepped
@@ -1511,6 +1520,15 @@ class Histogram:
             if value <= bound:
                 self.counts[i] += 1
                 return
+
+    def add(self, other: Histogram) -> None:
+        """Count `other`'s observations here too (same bounds)."""
+        if other.bounds != self.bounds:
+            raise ValueError("histograms with different bounds cannot be added")
+        for i, n in enumerate(other.counts):
+            self.counts[i] += n
+        self.sum += other.sum
+        self.count += other.count
 
     def cumulative(self) -> list[tuple[float, int]]:
         """(upper bound, observations at or below it), +inf last."""
@@ -1944,7 +1962,7 @@ class MediaLoop:
         """Is the media plane at its limit — ticks taking (or starting late by) most of
         their period, or skipped in the last seconds? New calls should be refused then:
         one more leg would degrade every call's audio."""
-        return self.load > OVERLOAD_LOAD or self.loop.time() - self.last_skip < OVERLOAD_HOLD
+        return overloaded(self.load, self.last_skip, self.loop.time())
 
     # -- the tick ----------------------------------------------------------------------
 

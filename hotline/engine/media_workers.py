@@ -51,7 +51,7 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -62,10 +62,9 @@ import numpy.typing as npt
 from hotline.engine.gctune import GcStats, full_collection_due, tune
 from hotline.engine.media_loop import (
     DEFAULT_MAX_RECORDING_SECONDS,
+    DEFAULT_PREFILL_SAMPLES,
     JITTER_COUNTERS,
-    OVERLOAD_HOLD,
-    OVERLOAD_LOAD,
-    SAMPLES_PER_TICK,
+    RTP_COUNTERS,
     TICK_BUCKETS,
     DigitCallback,
     DtmfMethod,
@@ -77,6 +76,7 @@ from hotline.engine.media_loop import (
     Role,
     bind_pair,
     check_role,
+    overloaded,
 )
 from hotline.logsetup import levels, setup_logging
 from hotline.sip.sdp import NegotiatedMedia
@@ -86,11 +86,9 @@ log = logging.getLogger(__name__)
 CHUNK = 32768  # bytes of a message per datagram
 MAX_FDS = 2  # file descriptors a message carries (a leg's RTP and RTCP sockets)
 STATS_SECONDS = 0.5  # how often a worker sends its figures
-CLOSE_GRACE = 2.0
+CLOSE_GRACE = 2.0  # seconds a closing worker has to exit before it is killed
 QUICK_DEATH_SECONDS = 10.0  # a worker that dies this soon after starting is replaced later …
-MAX_BACKOFF = 30.0  # … by up to this many seconds, doubling each time  # seconds a closing worker has to exit before it is killed
-PREFILL_SAMPLES = 2 * SAMPLES_PER_TICK  # what each worker's MediaCore buffers (its default)
-RTP_COUNTERS = ("packets_in", "lost", "late", "duplicates", "malformed", "packets_out")
+MAX_BACKOFF = 30.0  # … by up to this many seconds, doubling each time
 _FD_SPACE = socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
 
 
@@ -435,17 +433,31 @@ def worker_figures(media: MediaLoop) -> dict[str, Any]:
         "load": media.load,
         "skip_age": media.loop.time() - media.last_skip,
         "skipped": media.skipped_ticks,
-        "tick": (list(media.tick_seconds.counts), media.tick_seconds.sum, media.tick_seconds.count),
-        "late": (
-            list(media.tick_lateness.counts),
-            media.tick_lateness.sum,
-            media.tick_lateness.count,
-        ),
+        "tick": media.tick_seconds,
+        "late": media.tick_lateness,
         "rtp": media.rtp_totals(),
         "jitter": media.jitter_totals(),
-        "legs": media.leg_count,
-        "errors": media.tick_errors,
     }
+
+
+def sum_figures(many: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The counters of several workers' figures added up (`worker_figures`' shape,
+    without the load)."""
+    total: dict[str, Any] = {
+        "skipped": 0,
+        "tick": Histogram(TICK_BUCKETS),
+        "late": Histogram(TICK_BUCKETS),
+        "rtp": dict.fromkeys(RTP_COUNTERS, 0),
+        "jitter": dict.fromkeys(JITTER_COUNTERS, 0),
+    }
+    for figures in many:
+        total["skipped"] += figures["skipped"]
+        total["tick"].add(figures["tick"])
+        total["late"].add(figures["late"])
+        for group in ("rtp", "jitter"):
+            for name, n in figures[group].items():
+                total[group][name] += n
+    return total
 
 
 def worker_main(fd: int) -> int:
@@ -481,7 +493,7 @@ class _Process:
     alive: bool = True
 
     def overloaded(self, now: float) -> bool:
-        return self.load > OVERLOAD_LOAD or now - self.last_skip < OVERLOAD_HOLD
+        return overloaded(self.load, self.last_skip, now)
 
 
 class MediaWorkers:
@@ -519,11 +531,7 @@ class MediaWorkers:
         self._replies: dict[int, tuple[_Process, asyncio.Future[Any]]] = {}
         self._next_reply = itertools.count(1)
         # Figures of workers that are gone, so the counters never run backwards.
-        self._retired_rtp = dict.fromkeys(RTP_COUNTERS, 0)
-        self._retired_jitter = dict.fromkeys(JITTER_COUNTERS, 0)
-        self._retired_skipped = 0
-        self._retired_tick = Histogram(TICK_BUCKETS)
-        self._retired_late = Histogram(TICK_BUCKETS)
+        self._retired = sum_figures(())
         self.restarts = 0
         self._backoff = [0.0] * workers  # seconds before a worker that died young is replaced
         self._closed = False
@@ -626,17 +634,9 @@ class MediaWorkers:
             self.loop.call_later(delay, self._respawn, index)
 
     def _retire(self, process: _Process) -> None:
-        figures = process.figures
-        if not figures:
-            return
-        for name in RTP_COUNTERS:
-            self._retired_rtp[name] += figures["rtp"].get(name, 0)
-        for name in JITTER_COUNTERS:
-            self._retired_jitter[name] += figures["jitter"].get(name, 0)
-        self._retired_skipped += figures["skipped"]
-        _add_histogram(self._retired_tick, figures["tick"])
-        _add_histogram(self._retired_late, figures["late"])
-        process.figures = {}
+        if process.figures:
+            self._retired = sum_figures((self._retired, process.figures))
+            process.figures = {}
 
     def _event(self, process: _Process, message: Any, fds: list[int]) -> None:
         for fd in fds:
@@ -802,8 +802,9 @@ class MediaWorkers:
         leg = self._id(key)
         check_role(key, role, coach)
         process = self._home[leg]
-        for other, home in self._home.items():
-            if home is not process and self._conference.get(other) == conference:
+        for other, joined in self._conference.items():
+            home = self._home[other]
+            if joined == conference and home is not process:
                 raise ValueError(
                     f"conference {conference!r} is mixed by media worker {home.index}, "
                     f"leg {key!r} is served by worker {process.index}"
@@ -853,8 +854,10 @@ class MediaWorkers:
 
     # -- figures --------------------------------------------------------------------------
 
-    def _live_figures(self) -> list[dict[str, Any]]:
-        return [p.figures for p in self.processes if p.alive and p.figures]
+    def _totals(self) -> dict[str, Any]:
+        """Every worker's counters so far, the dead ones' included."""
+        live = (p.figures for p in self.processes if p.alive and p.figures)
+        return sum_figures((self._retired, *live))
 
     @property
     def load(self) -> float:
@@ -878,50 +881,29 @@ class MediaWorkers:
 
     @property
     def prefill(self) -> int:
-        return PREFILL_SAMPLES
+        return DEFAULT_PREFILL_SAMPLES
 
     @property
     def skipped_ticks(self) -> int:
-        return self._retired_skipped + sum(int(f["skipped"]) for f in self._live_figures())
+        return int(self._totals()["skipped"])
 
     def rtp_totals(self) -> dict[str, int]:
         """RTP counters over every leg so far, as of the workers' last figures."""
-        totals = dict(self._retired_rtp)
-        for figures in self._live_figures():
-            for name in RTP_COUNTERS:
-                totals[name] += figures["rtp"].get(name, 0)
-        return totals
+        return dict(self._totals()["rtp"])
 
     def jitter_totals(self) -> dict[str, int]:
-        totals = dict(self._retired_jitter)
-        for figures in self._live_figures():
-            for name in JITTER_COUNTERS:
-                totals[name] += figures["jitter"].get(name, 0)
-        return totals
-
-    def _histogram(self, retired: Histogram, name: str) -> Histogram:
-        merged = Histogram(TICK_BUCKETS)
-        _add_histogram(merged, (retired.counts, retired.sum, retired.count))
-        for figures in self._live_figures():
-            _add_histogram(merged, figures[name])
-        return merged
+        return dict(self._totals()["jitter"])
 
     @property
     def tick_seconds(self) -> Histogram:
         """How long the workers' ticks took (all workers together)."""
-        return self._histogram(self._retired_tick, "tick")
+        tick: Histogram = self._totals()["tick"]
+        return tick
 
     @property
     def tick_lateness(self) -> Histogram:
-        return self._histogram(self._retired_late, "late")
-
-
-def _add_histogram(into: Histogram, figures: tuple[list[int], float, int]) -> None:
-    counts, total, count = figures
-    for i, n in enumerate(counts):
-        into.counts[i] += n
-    into.sum += total
-    into.count += count
+        late: Histogram = self._totals()["late"]
+        return late
 
 
 if __name__ == "__main__":

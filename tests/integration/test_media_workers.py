@@ -162,7 +162,7 @@ def _free_pair() -> int:
     """An even port whose pair (p, p+1) is free on 127.0.0.1."""
     for _ in range(200):
         probe = _peer()
-        port = probe.getsockname()[1]
+        port = int(probe.getsockname()[1])
         probe.close()
         if port % 2 or port > 65000:
             continue
@@ -222,6 +222,12 @@ class Events:
             on_play_done=lambda key, tag, done: self.played.append((key, tag, done)),
             **kw,
         )  # fmt: skip
+
+
+def _one_worker() -> tuple[Events, MediaWorkers, socket.socket, int]:
+    """One worker on the running loop, recording its events; a peer; a free port pair."""
+    events = Events()
+    return events, events.workers(asyncio.get_running_loop(), 1), _peer(), _free_pair()
 
 
 async def _talk(
@@ -316,11 +322,7 @@ def test_a_bridge_is_served_by_one_worker_and_each_side_hears_the_other() -> Non
 
 def test_plays_recordings_and_key_presses_go_through_the_worker(tmp_path: Path) -> None:
     async def go() -> None:
-        loop = asyncio.get_running_loop()
-        events = Events()
-        media = events.workers(loop, 1)
-        peer = _peer()
-        port = _free_pair()
+        events, media, peer, port = _one_worker()
         try:
             media.add_leg("a", port, _media(peer, te=101))
             with pytest.raises(ValueError, match="exists"):
@@ -350,11 +352,7 @@ def test_plays_recordings_and_key_presses_go_through_the_worker(tmp_path: Path) 
 
 def test_a_worker_that_dies_is_replaced_and_its_legs_reported_inactive() -> None:
     async def go() -> None:
-        loop = asyncio.get_running_loop()
-        events = Events()
-        media = events.workers(loop, 1)
-        peer = _peer()
-        port = _free_pair()
+        events, media, peer, port = _one_worker()
         try:
             media.add_leg("a", port, _media(peer))
             await _talk({"a": (port, peer)}, {}, 0.6)

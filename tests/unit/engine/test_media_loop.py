@@ -1266,3 +1266,26 @@ def test_media_loop_writes_the_recording_as_a_wav_off_the_event_loop(tmp_path: P
     assert np.all(frames[:800, 1] == 1234) and np.all(frames[:, 0] == 0)
     assert [p.name for p in tmp_path.iterdir()] == ["call.wav"]  # no temporary left behind
     assert (tmp_path / "call.wav").stat().st_mode & 0o777 == 0o600  # personal data
+
+
+def test_histograms_add_up_and_refuse_other_bounds() -> None:
+    from hotline.engine.media_loop import Histogram
+
+    a, b = Histogram((0.01, 0.02)), Histogram((0.01, 0.02))
+    for value in (0.005, 0.015, 0.5):
+        a.observe(value)
+    b.observe(0.015)
+    a.add(b)
+    assert (a.counts, a.count, round(a.sum, 6)) == ([1, 2], 4, 0.535)
+    assert a.cumulative()[-1] == (float("inf"), 4)  # the 0.5 is above every bound
+    with pytest.raises(ValueError, match="bounds"):
+        a.add(Histogram((0.01,)))
+
+
+def test_one_overload_rule_for_every_tick() -> None:
+    from hotline.engine.media_loop import OVERLOAD_HOLD, overloaded
+
+    assert not overloaded(0.79, -float("inf"), 100.0)
+    assert overloaded(0.81, -float("inf"), 100.0)
+    assert overloaded(0.1, 100.0 - OVERLOAD_HOLD + 0.1, 100.0)  # skipped a moment ago
+    assert not overloaded(0.1, 100.0 - OVERLOAD_HOLD - 0.1, 100.0)

@@ -18,8 +18,7 @@ over in arrival order; then the tick takes one 20 ms frame.
 * **hotline**: `JitterBuffer` as the engine builds it (µ-law silence fill, quiet codes at
   the default level; every other setting its default), ``get(now)`` per tick; the frame
   decoded and run through `ConcealmentBank` with the frame's ``present`` bits (as
-  engine/media_loop does), which delays all audio by 30 samples (3.75 ms): that is
-  counted in hotline's delay.
+  engine/media_loop does), which adds no delay.
 * **aiortc**: ``aiortc.jitterbuffer.JitterBuffer(capacity=16, prefetch=4)``, as
   ``RTCRtpReceiver`` makes it for audio, fed one ``RtpPacket`` per arrival through
   ``add()`` with ``_data`` set to the payload (PCMU's depayload is the identity), exactly
@@ -55,7 +54,7 @@ Measures, per profile × buffer, medians over the seeds:
   arrival time — the delay the buffer adds on top of the network; mean and 95th
   percentile. The start is the tick that took the packet's first sample plus that
   sample's place in the frame (hotline's frames need not begin where packets do; the
-  others' always do), plus hotline's 3.75 ms concealment look-ahead where it applies;
+  others' always do);
 * **PESQ**: ITU-T P.862 narrow-band MOS-LQO (P.862.1 mapping; the ``pesq`` package) of
   each clip of the output against the same clip of the clean µ-law stream (the packets
   as sent, decoded), the output clip found by cross-correlation (the best lag within
@@ -71,8 +70,8 @@ Targets checked (printed with the ratio or difference to each): hotline's late l
 at least 0.3 above aiortc's and not below libspeexdsp's on every profile; its PLC at
 least as good as spandsp's. Comparisons are paired: the median over seeds of the
 per-seed difference (same trace, same speech), with its range. Beside the delay target
-are two oracles, fixed playouts chosen with hindsight for the same late-loss budget
-(with the 3.75 ms concealment look-ahead). The first is a floor: the best offset on the
+are two oracles, fixed playouts chosen with hindsight for the same late-loss budget.
+The first is a floor: the best offset on the
 same tick grid. It is the best of every fixed offset for a buffer that takes a frame per
 tick, on the grid or between its points, since a packet must have arrived by the tick
 that takes its first sample and an offset past that tick only adds to its delay; on a
@@ -125,7 +124,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _netprofiles import PROFILES, Trace, TraceStats, fit, loss_mask, make_trace
 
 from hotline.media import g711
-from hotline.media.plc import LOOKAHEAD, Concealer
+from hotline.media.plc import Concealer
 from hotline.rtp.jitter import JitterBuffer, quiet_code_table
 
 Int16Array = npt.NDArray[np.int16]
@@ -363,9 +362,8 @@ class Playout:
     at which its audio started playing (NaN: not played), on the tick clock."""
 
     audio: Int16Array  # (ticks × FRAME) flattened
-    started: Float64Array  # per packet, seconds; the lookahead is not in it
+    started: Float64Array  # per packet, seconds
     late: BoolArray  # per packet: arrived after the buffer had played past its place
-    lookahead: int  # samples by which playing lags the tick (concealment delay)
 
 
 @dataclass(frozen=True)
@@ -439,7 +437,7 @@ def run_hotline(stream: Stream) -> Playout:
         out[k] = concealer.process(samples, halves[present])
     # No sample plays twice (the buffer's invariant), so FRAME samples is all of them.
     started = np.where(samples_played == FRAME, first_played, np.nan)
-    return Playout(out.reshape(-1), started, late, concealer.delay)
+    return Playout(out.reshape(-1), started, late)
 
 
 def run_fixed(stream: Stream, delay: float) -> Playout:
@@ -462,7 +460,7 @@ def run_fixed(stream: Stream, delay: float) -> Playout:
             out[k] = concealer.process(silence, (False, False))
     started = np.where(on_time & (due < stream.ticks), due_time, np.nan)
     late = ~np.isnan(trace.arrival) & ~on_time
-    return Playout(out.reshape(-1), started, late, concealer.delay)
+    return Playout(out.reshape(-1), started, late)
 
 
 def run_aiortc(stream: Stream, libs: Libraries) -> Playout:
@@ -500,7 +498,7 @@ def run_aiortc(stream: Stream, libs: Libraries) -> Playout:
             index, pcm = queue.popleft()
             out[k, : pcm.size] = pcm[:FRAME]
             started[index] = stream.tick_time(k)
-    return Playout(out.reshape(-1), started, late, 0)
+    return Playout(out.reshape(-1), started, late)
 
 
 def run_speex(stream: Stream, libs: Libraries) -> Playout:
@@ -523,7 +521,7 @@ def run_speex(stream: Stream, libs: Libraries) -> Playout:
                 started[index] = stream.tick_time(k)
                 playing = True
             jb.tick()
-    return Playout(out.reshape(-1), started, late, 0)
+    return Playout(out.reshape(-1), started, late)
 
 
 # -- scoring -------------------------------------------------------------------------------
@@ -579,8 +577,7 @@ def score(
     sent = stream.packets
     late = delivered & ~played & playout.late
     dropped = delivered & ~played & ~playout.late
-    start = playout.started[played] + playout.lookahead / RATE
-    added = start - trace.arrival[played]
+    added = playout.started[played] - trace.arrival[played]
     mos, failures = pesq_of(libs, reference, playout.audio, speech.clips)
     return Result(
         late=float(np.count_nonzero(late)) / sent,
@@ -593,12 +590,11 @@ def score(
     )
 
 
-def oracle_p95(stream: Stream, late_budget: float, lookahead: int) -> float:
+def oracle_p95(stream: Stream, late_budget: float) -> float:
     """The p95 added delay of the best fixed playout a tick-driven buffer could have
     chosen with hindsight: every packet played at send time plus one offset on this
     run's tick grid (``phase + 20 ms · k`` after its send time), the smallest offset
-    whose late loss is within `late_budget`, with `lookahead` samples of concealment
-    delay added. It is also the best of all fixed offsets, on the grid or off it, for
+    whose late loss is within `late_budget`. It is also the best of all fixed offsets, on the grid or off it, for
     a buffer that takes a frame per tick: the frame holding a packet's first sample is
     taken at the last tick at or before that sample's time, so the packet must have
     arrived by then, and an offset `s` past a grid point leaves every packet the same
@@ -613,11 +609,11 @@ def oracle_p95(stream: Stream, late_budget: float, lookahead: int) -> float:
         late = float(np.count_nonzero(network > offset + 1e-12)) / stream.packets
         if late <= late_budget:
             on_time = network[network <= offset + 1e-12]
-            return float(np.percentile(offset - on_time, 95)) + lookahead / RATE
+            return float(np.percentile(offset - on_time, 95))
         k += 1
 
 
-def free_oracle_p95(stream: Stream, late_budget: float, lookahead: int) -> float:
+def free_oracle_p95(stream: Stream, late_budget: float) -> float:
     """The same with the offset free of the tick grid and each packet due at its own
     playout time, not at the tick before it: the smallest offset whose late loss is
     within `late_budget`. What playout would cost if audio were taken sample by
@@ -627,7 +623,7 @@ def free_oracle_p95(stream: Stream, late_budget: float, lookahead: int) -> float
     allowed = math.floor(late_budget * stream.packets + 1e-9)  # packets that may be late
     offset = float(network[max(0, network.size - 1 - allowed)])
     on_time = network[network <= offset]
-    return float(np.percentile(offset - on_time, 95)) + lookahead / RATE
+    return float(np.percentile(offset - on_time, 95))
 
 
 def plc_run(
@@ -652,7 +648,7 @@ def plc_run(
                 ours[i] = hotline.process(frames[i], None)
                 theirs[i] = spandsp.process(frames[i], FRAME)
     ours[packets] = hotline.process(silence, None)
-    aligned = ours.reshape(-1)[hotline.delay : hotline.delay + reference.size]
+    aligned = ours.reshape(-1)[: reference.size]
     results: dict[str, float] = {}
     for name, audio in (
         ("hotline", aligned),
@@ -712,8 +708,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             for buffer, playout in runs.items():
                 results[name][buffer].append(score(stream, playout, reference, speech, libs))
-            oracles[name].append(oracle_p95(stream, TARGETS[name].late, LOOKAHEAD))
-            free_oracles[name].append(free_oracle_p95(stream, TARGETS[name].late, LOOKAHEAD))
+            oracles[name].append(oracle_p95(stream, TARGETS[name].late))
+            free_oracles[name].append(free_oracle_p95(stream, TARGETS[name].late))
             print(
                 f"  seed {seed}: achieved p50 {stats.p50 * 1e3:.1f} ms, p95 {stats.p95 * 1e3:.1f} ms,"
                 f" loss {stats.loss * 100:.2f} % (mean burst {stats.mean_burst:.1f}),"

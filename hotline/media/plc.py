@@ -8,18 +8,22 @@ one leg.
 
 What happens to a leg's audio, 10 ms (80 samples at 8 kHz) at a time:
 
-* Output is delayed by `LOOKAHEAD` samples (3.75 ms, a quarter of the longest pitch
-  period), always, whether anything is lost or not: the last 30 samples before a loss
-  have not been played yet when the loss is seen, so the start of the concealment can
-  be blended into them. Every leg keeps that same constant delay.
-* Each leg keeps `HISTORY` samples (48.75 ms) of what it played — received or
+* Nothing is delayed: a tick's audio comes out in the same tick, so concealment adds
+  no latency to any leg, lost audio or not (G.711 Appendix I delays everything by 3.75
+  ms to blend the start of a loss into real audio not yet played; here the synthetic
+  side is bent to meet the real one instead; spandsp's variant also avoids the delay,
+  by another blend).
+* Each leg keeps `HISTORY` samples (45 ms) of what it played — received or
   concealed — so consecutive losses and the recovery work from a continuous signal.
 * At the first missing subframe the pitch period is found on the history: the
   normalised cross-correlation of its last 20 ms with the 20 ms one lag earlier, for
   every lag from `PITCH_MIN` to `PITCH_MAX` samples (66–200 Hz), as one batched einsum
-  for all legs whose loss starts in that subframe. The last quarter period before the
-  loss is cross-faded with the signal one period earlier, so the repetition that follows
-  starts without a step.
+  for all legs whose loss starts in that subframe. The history is copied into a pitch
+  buffer whose last quarter period is cross-faded with the signal one period earlier,
+  so each repetition of the period runs into the next without a step.
+* The concealment starts where the real signal stopped: the step between the last
+  real sample and the sample the loop would have had in its place is added to the
+  first quarter period of the repetition, falling linearly to nothing.
 * The missing audio is the periodic extension of the last period: for the first 10 ms
   one period is repeated, then two, then three (switching, with a quarter-period
   cross-fade, at each 10 ms boundary), which avoids the buzz of a single period repeated
@@ -59,8 +63,8 @@ IndexArray = npt.NDArray[np.intp]
 SUBFRAME = 80  # samples: 10 ms at 8 kHz, the unit of loss and of the level ramp
 PITCH_MIN = 40  # samples: 200 Hz, the shortest pitch period searched
 PITCH_MAX = 120  # samples: 66.7 Hz, the longest
-LOOKAHEAD = PITCH_MAX // 4  # 30 samples (3.75 ms): the output delay
-HISTORY = 3 * PITCH_MAX + LOOKAHEAD  # 390 samples (48.75 ms) kept per leg
+OVERLAP = PITCH_MAX // 4  # 30 samples: the longest quarter period, the widest blend
+HISTORY = 3 * PITCH_MAX  # 360 samples (45 ms) kept per leg
 CORRELATION = 160  # samples (20 ms) compared in the pitch search
 FADE_START = SUBFRAME  # samples of loss before the level starts to fall (10 ms)
 FADE_END = 6 * SUBFRAME  # samples of loss after which the concealment is silent (60 ms)
@@ -69,7 +73,7 @@ MAX_PERIODS = 3  # pitch periods repeated at most
 _COMPACT_TICKS = 8  # ticks of room in the sliding history before it is moved back
 
 _SUB = np.arange(SUBFRAME, dtype=np.int64)
-_TAIL = np.arange(LOOKAHEAD, dtype=np.int64)
+_TAIL = np.arange(OVERLAP, dtype=np.int64)
 _LAGS = np.arange(PITCH_MAX, PITCH_MIN - 1, -1, dtype=np.int64)  # in window-start order
 
 
@@ -158,11 +162,6 @@ class ConcealmentBank(SlotBank):
         self._period = grown(self._period, capacity)
         self._pitch_buffer = grown(self._pitch_buffer, capacity)
 
-    @property
-    def delay(self) -> int:
-        """Samples by which `process` delays every leg's audio."""
-        return LOOKAHEAD
-
     def remove_leg(self, slot: int) -> None:
         """Free a slot."""
         self._check_slot(slot)
@@ -195,7 +194,7 @@ class ConcealmentBank(SlotBank):
         """One tick: row r of `block` is the audio of slot ``slots[r]``, and
         ``present[r, i]`` says whether its subframe i (80 samples) really arrived
         (None: all did; the content of missing subframes is ignored). Returns the
-        concealed block, delayed by `delay` samples, as a new int16 array."""
+        concealed block (not delayed) as a new int16 array."""
         t = self.samples_per_tick
         if not isinstance(block, np.ndarray) or block.dtype != np.int16 or block.ndim != 2:
             shape = getattr(block, "shape", None)
@@ -236,7 +235,7 @@ class ConcealmentBank(SlotBank):
             for sub in range(self.subframes):
                 self._subframe(rows, mask[:, sub], c + sub * SUBFRAME)
 
-        out = stream[rows, c - LOOKAHEAD : c + t - LOOKAHEAD]
+        out = stream[rows, c : c + t]
         self._cursor = c + t
         self.ticks += 1
         return out
@@ -287,17 +286,17 @@ class ConcealmentBank(SlotBank):
         return values
 
     def _begin(self, rows: IndexArray, column: int) -> None:
-        """A loss starts at `column`: find the pitch and blend the pending tail."""
+        """A loss starts at `column`: find the pitch and make the pitch buffer, its last
+        quarter period blended into the one a period before, so that it loops smoothly."""
         history = self._stream[rows, column - HISTORY : column].astype(np.float32)
         period = _pitch(history)
+        overlap = (period // 4)[:, None]
+        weight = np.clip((_TAIL - (OVERLAP - overlap) + 1) / (overlap + 1), 0.0, 1.0)
+        earlier = np.take_along_axis(history, HISTORY - OVERLAP - period[:, None] + _TAIL, axis=1)
+        tail = history[:, HISTORY - OVERLAP :]
+        history[:, HISTORY - OVERLAP :] = (1.0 - weight) * tail + weight * earlier
         self._pitch_buffer[rows] = history
         self._period[rows] = period
-        overlap = (period // 4)[:, None]
-        weight = np.clip((_TAIL - (LOOKAHEAD - overlap) + 1) / (overlap + 1), 0.0, 1.0)
-        earlier = np.take_along_axis(history, HISTORY - LOOKAHEAD - period[:, None] + _TAIL, axis=1)
-        tail = history[:, HISTORY - LOOKAHEAD :]
-        blended = (1.0 - weight) * tail + weight * earlier
-        self._stream[rows, column - LOOKAHEAD : column] = _to_int16(blended.astype(np.float32))
         self.losses += int(rows.size)
 
     def _synthesise(self, rows: IndexArray, column: int) -> None:
@@ -315,6 +314,11 @@ class ConcealmentBank(SlotBank):
             overlap = (period[switching] // 4)[:, None]
             weight = np.clip((_SUB + 1) / (overlap + 1), 0.0, 1.0)
             signal[switching] = (1.0 - weight) * before + weight * signal[switching]
+        first = erased == 0
+        if first.any():  # join the real signal: its last sample minus the loop's, fading out
+            step = self._stream[rows[first], column - 1] - self._pitch_buffer[rows[first], -1]
+            overlap = (period[first] // 4)[:, None]
+            signal[first] += step[:, None] * np.clip(1.0 - (_SUB + 1) / (overlap + 1), 0.0, 1.0)
         signal *= _level(position)
         self._stream[rows, column : column + SUBFRAME] = _to_int16(signal)
         self._erased[rows] = np.minimum(erased + SUBFRAME, FADE_END)
@@ -343,17 +347,12 @@ class Concealer:
         self._slots = np.array([self._bank.add_leg()], dtype=np.intp)
 
     @property
-    def delay(self) -> int:
-        """Samples by which `process` delays the audio."""
-        return self._bank.delay
-
-    @property
     def concealed_subframes(self) -> int:
         return self._bank.concealed_subframes
 
     def process(self, frame: Int16Array, present: Sequence[bool] | None = None) -> Int16Array:
         """One tick of the leg: `frame` (int16, samples_per_tick long) and which of its
-        subframes arrived (None: all). Returns the concealed frame, delayed."""
+        subframes arrived (None: all). Returns the concealed frame."""
         if not isinstance(frame, np.ndarray) or frame.dtype != np.int16 or frame.ndim != 1:
             shape = getattr(frame, "shape", None)
             dtype = getattr(frame, "dtype", type(frame).__name__)

@@ -36,8 +36,12 @@ played while the delay in force was at the target (not while shedding what a sta
 left): the target grows to cover its relative delay, so a rough spell costs a few late
 packets before the quartiles follow. (With `recent` set, the quantile is also taken over
 the last `recent` packets alone, and that part follows them down as fast as it rose.)
-The target is recomputed every `update_ticks` ticks, and within 5 ticks when a packet
-comes later than it allows; it grows at once and shrinks by at most `shrink_rate`
+Until something is measured the target is `initial_delay`, one 20 ms packet by
+default: a guess that costs at most a late packet, since the first packet to come later
+than it lifts the target at once, where a deeper guess would hold every caller's first
+seconds above what the network needs until quiet frames let it be shed. The target is
+recomputed every `update_ticks` ticks, and within 5 ticks when a packet comes later
+than it allows; it grows at once and shrinks by at most `shrink_rate`
 seconds per second. The playout delay in force is measured the same way — ``now −
 smallest transit − playout point`` — so it does not depend on how full the buffer
 happens to be.
@@ -303,7 +307,7 @@ class JitterBuffer:
         quantile: float = 0.985,
         window: float = 5.0,
         recent: int | None = None,
-        initial_delay: float = 0.06,
+        initial_delay: float = 0.02,
         min_delay: float = 0.01,
         max_delay: float = 0.5,
         shrink_rate: float = 0.02,

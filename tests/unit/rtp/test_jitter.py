@@ -158,6 +158,27 @@ def test_steady_stream_waits_for_the_initial_delay_then_plays_every_sample_once(
     assert_counters(jb, 100)
 
 
+def test_by_default_it_starts_one_packet_deep_and_grows_to_what_the_network_needs() -> None:
+    """The start-up delay is a guess made before anything is measured: one packet
+    (20 ms). Every third packet then comes 25 ms late; the first of them costs at most
+    itself, the target grows at once to cover them, and nothing later is lost."""
+    jb = JitterBuffer()
+    packets = stream(250)
+    for p in packets[1::3]:
+        p.arrival += 0.025
+    result = run(jb, packets, 260)
+    kinds = result.kinds()
+    # The first packet arrives at 5 ms and has waited 20 ms by the tick at 40 ms.
+    assert kinds[:2] == [BUFFERING] * 2
+    assert kinds[2] is PLAYED
+    assert jb.target_delay >= 0.025
+    assert jb.late <= 1
+    assert [o for o in result.outcomes[3:] if o is not PacketOutcome.BUFFERED] == []
+    assert CONCEALED not in kinds[10:]
+    assert_content(result.frames)
+    assert_counters(jb, 250)
+
+
 def test_the_delay_converges_down_to_what_the_network_needs() -> None:
     """No jitter at all: the 60 ms start-up delay shrinks (content not looked at, so
     any frame may go) to about the 10 ms floor, at the 20 ms/s shrink rate."""

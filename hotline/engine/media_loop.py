@@ -234,15 +234,9 @@ class TickSchedule:
         self.next_index = index + 1
         return TickSlot(index, self.due_time(index), lateness, skipped)
 
-    def restart(self, now: float, phase: float | None = None) -> None:
-        """Resume after an idle spell: the next tick (same index sequence) is due `now`,
-        or, with a `phase`, at the first instant at or after `now` that is `phase`
-        seconds past a whole number of periods of the clock (so processes reading the
-        same monotonic clock can keep their ticks apart)."""
-        due = now
-        if phase is not None:
-            due = phase + math.ceil((now - phase) / self.period - 1e-9) * self.period
-        self.t0 = due - self.next_index * self.period
+    def restart(self, now: float) -> None:
+        """Resume after an idle spell: the next tick (same index sequence) is due `now`."""
+        self.t0 = now - self.next_index * self.period
 
 
 # -- outbound audio -------------------------------------------------------------------
@@ -1724,13 +1718,9 @@ class MediaLoop:
         source_factory: Callable[[], OutboundSource | None] | None = None,
         on_play_done: PlayDoneCallback | None = None,
         max_recording_seconds: float = DEFAULT_MAX_RECORDING_SECONDS,
-        tick_phase: float | None = None,
     ) -> None:
-        if tick_phase is not None and not 0.0 <= tick_phase < TICK_SECONDS:
-            raise ValueError(f"tick_phase must be in [0, {TICK_SECONDS}) s, got {tick_phase}")
         self.loop = loop
         self.host = host
-        self.tick_phase = tick_phase  # ticks fall this far past the clock's 20 ms marks
         self.core = MediaCore(
             on_digit=on_digit,
             on_inactive=on_inactive,
@@ -1806,7 +1796,7 @@ class MediaLoop:
         leg.sendto = cast(SendTo, rtp.sendto)
         leg.rtcp_sendto = cast(SendTo, rtcp.sendto)
         if self._handle is None:
-            self.schedule.restart(self.loop.time(), self.tick_phase)
+            self.schedule.restart(self.loop.time())
             self._handle = self.loop.call_at(self.schedule.next_due, self._fire)
         return leg
 

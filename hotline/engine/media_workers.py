@@ -28,11 +28,6 @@ where a leg is served.
   reported inactive (the engine hangs those calls up — their audio is gone, better a
   clean end than silence), pending answers resolve to None, and a new worker takes its
   place. A worker whose channel closes (the engine died) closes its legs and exits.
-* **Ticks apart.** Worker i of N ticks i/N of the way through each 20 ms period of the
-  shared monotonic clock (`MediaLoop(tick_phase=…)`), not wherever its first leg
-  happened to start it: ticks that fire together queue for the cores, and each then
-  counts the wait as load. Measured at 400 bridges with 4 workers on 2 cores: tick p99
-  19.4 ms against 28–29 ms with free phases.
 * **Load.** New calls are refused (503) only when every worker is overloaded; `load`
   is the busiest worker's, what an operator watches.
 
@@ -71,7 +66,6 @@ from hotline.engine.media_loop import (
     JITTER_COUNTERS,
     RTP_COUNTERS,
     TICK_BUCKETS,
-    TICK_SECONDS,
     DigitCallback,
     DtmfMethod,
     Histogram,
@@ -341,7 +335,6 @@ class Worker:
         inactivity: float,
         max_recording: float,
         logging_setup: tuple[str, str, dict[str, str]],
-        tick_phase: float,
     ) -> None:
         level, fmt, levels = logging_setup
         setup_logging(level, fmt, levels)  # as the engine logs, to the same stderr
@@ -353,7 +346,6 @@ class Worker:
             inactivity_timeout=inactivity,
             on_play_done=lambda leg, tag, completed: self._send(("play_done", leg, tag, completed)),
             max_recording_seconds=max_recording,
-            tick_phase=tick_phase,
         )
         self._report()
 
@@ -581,16 +573,10 @@ class MediaWorkers:
                 self.inactivity_timeout,
                 self.max_recording_seconds,
                 (logging.getLevelName(logging.getLogger().level), self.log_format, levels()),
-                self.tick_phase(index),
             )
         )
         log.info("media worker %d started (pid %d)", index, proc.pid)
         return process
-
-    def tick_phase(self, index: int) -> float:
-        """Where worker `index`'s ticks fall within the 20 ms period: the workers'
-        ticks are spread evenly over it, so they do not all want a core at once."""
-        return index * TICK_SECONDS / len(self._backoff)
 
     def _gone(self, process: _Process) -> None:
         """A worker's channel closed: it died (or is being closed)."""

@@ -7,13 +7,11 @@ worker that dies replaced, its legs reported inactive."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import pickle
 import signal
 import socket
 import struct
-import time
 import wave
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -318,55 +316,6 @@ def test_a_bridge_is_served_by_one_worker_and_each_side_hears_the_other() -> Non
             for peer in peers.values():
                 peer.close()
         assert all(p.proc.poll() is not None for p in media.processes)
-
-    run(go(), 60)
-
-
-def _mean_phase(times: list[float]) -> float:
-    """The circular mean of `times` modulo the 20 ms tick, in seconds."""
-    angles = np.asarray(times) / 0.02 * 2 * np.pi
-    return float(np.angle(np.mean(np.exp(1j * angles))) / (2 * np.pi) * 0.02 % 0.02)
-
-
-def _phase_gap(a: float, b: float) -> float:
-    gap = abs(a - b) % 0.02
-    return min(gap, 0.02 - gap)
-
-
-def test_the_workers_ticks_are_spread_over_the_period() -> None:
-    """Two workers tick 10 ms apart: each leg's packets leave its worker at that
-    worker's phase of the shared monotonic clock's 20 ms marks."""
-
-    async def go() -> None:
-        loop = asyncio.get_running_loop()
-        events = Events()
-        media = events.workers(loop, 2)
-        assert [media.tick_phase(i) for i in range(2)] == [0.0, 0.01]
-        peers = {"a": _peer(), "b": _peer()}
-        arrivals: dict[str, list[float]] = {"a": [], "b": []}
-
-        def readable(name: str) -> None:
-            now = time.monotonic()  # the loop's clock, as the workers'
-            with contextlib.suppress(BlockingIOError):
-                while True:
-                    peers[name].recv(2048)
-                    arrivals[name].append(now)
-
-        try:
-            for name, peer in peers.items():
-                media.add_leg(name, _free_pair(), _media(peer))
-                loop.add_reader(peer.fileno(), readable, name)
-            assert media.worker_of("a") != media.worker_of("b")
-            assert await until(lambda: min(map(len, arrivals.values())) >= 60, 10)
-            for name in peers:
-                expected = media.tick_phase(media.worker_of(name))
-                observed = _mean_phase(arrivals[name][10:])
-                assert _phase_gap(observed, expected) < 0.004, (name, observed, expected)
-        finally:
-            for peer in peers.values():
-                loop.remove_reader(peer.fileno())
-                peer.close()
-            media.close()
 
     run(go(), 60)
 

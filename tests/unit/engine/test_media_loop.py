@@ -216,32 +216,6 @@ def test_restart_keeps_the_index_sequence() -> None:
     assert s.begin(50.0).index == 2
 
 
-@pytest.mark.parametrize("now", [50.0, 50.001, 50.0049, 50.005, 50.0199, 50.021])
-def test_restart_with_a_phase_puts_ticks_that_far_past_the_clocks_20ms_marks(now: float) -> None:
-    s = TickSchedule(0.0)
-    s.begin(0.0)
-    s.restart(now, phase=0.005)
-    due = s.next_due
-    assert now - 1e-9 <= due < now + TICK_SECONDS
-    marks = (due - 0.005) / TICK_SECONDS
-    assert marks == pytest.approx(round(marks), abs=1e-6)
-    assert s.begin(due).index == 1
-    assert (s.next_due - 0.005) / TICK_SECONDS == pytest.approx(round(marks) + 1, abs=1e-6)
-
-
-@pytest.mark.parametrize("bad", [-0.001, TICK_SECONDS, 0.5])
-def test_media_loop_refuses_a_tick_phase_outside_the_period(bad: float) -> None:
-    loop = asyncio.new_event_loop()
-    try:
-        with pytest.raises(ValueError, match=r"tick_phase must be in \[0, 0.02\) s"):
-            MediaLoop(
-                loop, "127.0.0.1", on_digit=lambda *a: None, on_inactive=lambda k: None,
-                tick_phase=bad,
-            )  # fmt: skip
-    finally:
-        loop.close()
-
-
 def test_schedule_rejects_bad_settings() -> None:
     with pytest.raises(ValueError, match="tick period must be positive, got 0"):
         TickSchedule(0.0, period=0)

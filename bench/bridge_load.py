@@ -70,8 +70,8 @@ figures of such a run are marked.
 
 Steps after the first start after `--settle` seconds of rest (45 by default). On the
 2-core development VM, 400-bridge steps run straight after another step met the target
-in 0 of 7 runs (ticks skipped in stalls of 100 ms and more, 503s), and in 4 of 6 when
-each started after 45 s of rest: the machine (whose kernel pages out and hands back
+in 0 of 8 runs (ticks skipped in stalls of 100 ms and more, 503s), and in 7 of 16 when
+each started after 45 s of rest or more: the machine (whose kernel pages out and hands back
 memory a step has just freed) needs the time, and the engine's capacity is what is
 measured, not the last step's aftermath.
 

@@ -41,8 +41,9 @@ Two layers:
 * `MediaLoop` owns the asyncio side: it binds the sockets, reads them all at the start
   of each tick (one readiness poll, kernel arrival timestamps), and fires tick n at
   ``t0 + n · 20 ms`` with `loop.call_at` — never `sleep` — so lateness never
-  accumulates; a tick that is more than `max_behind` periods late skips ahead (counted),
-  and skipped ticks still advance every leg's RTP clock. It is the one that reads the
+  accumulates; ticks missed in a stall are run back to back, unless the stall passed
+  `max_behind` periods (`MAX_BEHIND_TICKS`, 200 ms): then it skips ahead (counted), and
+  skipped ticks still advance every leg's RTP clock. It is the one that reads the
   wall clock, for the NTP timestamps of RTCP, and writes recordings to files, off the
   event loop.
 
@@ -110,6 +111,13 @@ log = logging.getLogger("hotline.media")
 
 SAMPLES_PER_TICK = 160
 TICK_SECONDS = SAMPLES_PER_TICK / SAMPLE_RATE  # 0.020
+# Ticks a late timer catches up on, back to back, before it skips ahead instead: 200 ms.
+# A stall that short (the process descheduled, a slow page fault) loses nothing inside
+# the engine, and the far end sees a delay spike of that size, which an adaptive buffer
+# rides out (hotline's own does on bench/jitter's spiky profile, +200 ms every 10 s);
+# skipping would cut every leg's audio for as long. A longer stall, or an engine that
+# cannot keep up, skips, so that catching up cannot snowball.
+MAX_BEHIND_TICKS = 10
 INACTIVITY_CHECK_TICKS = 50  # look for dead legs once a second
 RTCP_RETRY_SECONDS = 1.0  # a due report with nowhere to go is looked at again this much later
 MAX_RTCP_PER_TICK = 64  # reports beyond this wait for the next tick (after a stall)
@@ -196,7 +204,9 @@ class TickSchedule:
     always taken from the schedule, never from `now`, so late wake-ups do not drift.
     """
 
-    def __init__(self, t0: float, period: float = TICK_SECONDS, max_behind: int = 5) -> None:
+    def __init__(
+        self, t0: float, period: float = TICK_SECONDS, max_behind: int = MAX_BEHIND_TICKS
+    ) -> None:
         if period <= 0:
             raise ValueError(f"tick period must be positive, got {period}")
         if max_behind < 1:
@@ -1714,7 +1724,7 @@ class MediaLoop:
         on_digit: DigitCallback,
         on_inactive: InactiveCallback,
         inactivity_timeout: float = 30.0,
-        max_behind: int = 5,
+        max_behind: int = MAX_BEHIND_TICKS,
         source_factory: Callable[[], OutboundSource | None] | None = None,
         on_play_done: PlayDoneCallback | None = None,
         max_recording_seconds: float = DEFAULT_MAX_RECORDING_SECONDS,

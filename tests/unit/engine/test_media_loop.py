@@ -18,6 +18,7 @@ import numpy.typing as npt
 import pytest
 
 from hotline.engine.media_loop import (
+    MAX_BEHIND_TICKS,
     SAMPLES_PER_TICK,
     TICK_SECONDS,
     DtmfMethod,
@@ -205,6 +206,19 @@ def test_far_behind_skips_ahead_and_counts_skipped_ticks() -> None:
     assert slot.lateness == pytest.approx(0.003)
     assert s.skipped_ticks == 24
     assert s.next_due == pytest.approx(10.0 + 26 * TICK_SECONDS)
+
+
+def test_a_stall_up_to_200ms_is_caught_up_tick_by_tick_and_a_longer_one_skipped() -> None:
+    s = TickSchedule(10.0)  # the default: MAX_BEHIND_TICKS
+    assert s.max_behind == MAX_BEHIND_TICKS == 10
+    s.begin(10.0)
+    # Stalled 190 ms: ticks 1..10 are all run, in order, each as soon as the last ends.
+    indexes = [s.begin(10.19 + 0.001 * k).index for k in range(10)]
+    assert indexes == list(range(1, 11)) and s.skipped_ticks == 0
+    assert s.begin(10.22).index == 11  # on time again
+    # Stalled 250 ms past tick 12's due time: past the limit, it skips ahead.
+    slot = s.begin(10.24 + 0.25)
+    assert slot.skipped == 12 and slot.index == 24 and s.skipped_ticks == 12
 
 
 def test_restart_keeps_the_index_sequence() -> None:

@@ -62,7 +62,7 @@ Measures, per profile × buffer, medians over the seeds:
   clips.
 
 PLC at 5 % random loss (no jitter, every packet that arrives is on time): hotline's
-`ConcealmentBank` (its 30-sample delay taken out before scoring), spandsp's ``plc_rx`` /
+`ConcealmentBank` (which adds no delay), spandsp's ``plc_rx`` /
 ``plc_fillin`` (libspandsp2, through ctypes) and zero-fill, PESQ of each as above.
 
 Targets checked (printed with the ratio or difference to each): hotline's late loss ≤

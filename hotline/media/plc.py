@@ -56,6 +56,7 @@ from hotline.media.slots import SlotBank, grown
 
 Int16Array = npt.NDArray[np.int16]
 Float32Array = npt.NDArray[np.float32]
+Float64Array = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 _Item = TypeVar("_Item", bound=np.generic)
 IndexArray = npt.NDArray[np.intp]
@@ -97,6 +98,13 @@ def _level(erased: npt.NDArray[np.int64]) -> Float32Array:
     """Gain of the concealment at each sample index of a loss (0 = its first sample)."""
     ramp = 1.0 - (erased - FADE_START) / (FADE_END - FADE_START)
     return np.clip(ramp, 0.0, 1.0).astype(np.float32)
+
+
+def _ramp(index: npt.NDArray[np.int64], overlap: npt.NDArray[np.int64]) -> Float64Array:
+    """Cross-fade weight of the incoming signal at `index` within a fade of `overlap`
+    samples starting at index 0: 1/(overlap+1), 2/(overlap+1) … then 1 (0 before)."""
+    weight: Float64Array = np.clip((index + 1) / (overlap + 1), 0.0, 1.0)
+    return weight
 
 
 def _to_int16(values: Float32Array) -> Int16Array:
@@ -291,7 +299,7 @@ class ConcealmentBank(SlotBank):
         history = self._stream[rows, column - HISTORY : column].astype(np.float32)
         period = _pitch(history)
         overlap = (period // 4)[:, None]
-        weight = np.clip((_TAIL - (OVERLAP - overlap) + 1) / (overlap + 1), 0.0, 1.0)
+        weight = _ramp(_TAIL - (OVERLAP - overlap), overlap)  # over the last `overlap`
         earlier = np.take_along_axis(history, HISTORY - OVERLAP - period[:, None] + _TAIL, axis=1)
         tail = history[:, HISTORY - OVERLAP :]
         history[:, HISTORY - OVERLAP :] = (1.0 - weight) * tail + weight * earlier
@@ -312,13 +320,13 @@ class ConcealmentBank(SlotBank):
                 rows[switching], period[switching], periods[switching] - 1, position[switching]
             )
             overlap = (period[switching] // 4)[:, None]
-            weight = np.clip((_SUB + 1) / (overlap + 1), 0.0, 1.0)
+            weight = _ramp(_SUB, overlap)
             signal[switching] = (1.0 - weight) * before + weight * signal[switching]
         first = erased == 0
         if first.any():  # join the real signal: its last sample minus the loop's, fading out
             step = self._stream[rows[first], column - 1] - self._pitch_buffer[rows[first], -1]
             overlap = (period[first] // 4)[:, None]
-            signal[first] += step[:, None] * np.clip(1.0 - (_SUB + 1) / (overlap + 1), 0.0, 1.0)
+            signal[first] += step[:, None] * (1.0 - _ramp(_SUB, overlap))
         signal *= _level(position)
         self._stream[rows, column : column + SUBFRAME] = _to_int16(signal)
         self._erased[rows] = np.minimum(erased + SUBFRAME, FADE_END)
@@ -332,7 +340,7 @@ class ConcealmentBank(SlotBank):
         position = erased[:, None] + _SUB
         synthetic = self._periodic(rows, period, periods, position) * _level(position)
         overlap = np.minimum(SUBFRAME, period // 4 + MERGE_STEP * (erased // SUBFRAME - 1))
-        weight = np.clip((_SUB + 1) / (overlap[:, None] + 1), 0.0, 1.0)
+        weight = _ramp(_SUB, overlap[:, None])
         real = self._stream[rows, column : column + SUBFRAME].astype(np.float32)
         merged = weight * real + (1.0 - weight) * synthetic
         self._stream[rows, column : column + SUBFRAME] = _to_int16(merged.astype(np.float32))

@@ -315,8 +315,7 @@ class Worker:
             self._start(*message[1:])
         elif kind == "end" and self.media is not None:
             _, leg, reply = message
-            removed = self.media.remove_leg(leg)
-            self.answer(reply, None if removed is None else self.media.core.summarise(removed))
+            self.answer(reply, self.media.end_leg(leg).result())  # resolved at once here
         elif kind == "stop_record" and self.media is not None:
             self._stop_record(self.media, *message[1:])
         elif kind == "close":
@@ -610,9 +609,7 @@ class MediaWorkers:
         index = process.index
         if self.loop.time() - process.started < QUICK_DEATH_SECONDS:
             # It died young (it may not start at all): wait longer each time.
-            delay = self._backoff[index] = min(2 * self._backoff[index] or 0.5, MAX_BACKOFF)
-            log.error("media worker %d: starting a new one in %.1f s", index, delay)
-            self.loop.call_later(delay, self._respawn, index)
+            self._respawn_later(index, "it died young")
         else:
             self._backoff[index] = 0.0
             self._respawn(index)
@@ -628,10 +625,14 @@ class MediaWorkers:
         try:
             self.processes[index] = self._spawn(index)
         except OSError as exc:
-            delay = self._backoff[index] = min(2 * self._backoff[index] or 0.5, MAX_BACKOFF)
-            log.error("media worker %d cannot start (%s); trying again in %.1f s",
-                      index, exc, delay)  # fmt: skip
-            self.loop.call_later(delay, self._respawn, index)
+            self._respawn_later(index, f"it cannot start: {exc}")
+
+    def _respawn_later(self, index: int, why: str) -> None:
+        """Replace worker `index` after a delay that doubles each time (0.5 s first, at
+        most `MAX_BACKOFF`); a worker that lives past `QUICK_DEATH_SECONDS` resets it."""
+        delay = self._backoff[index] = min(2 * self._backoff[index] or 0.5, MAX_BACKOFF)
+        log.error("media worker %d: %s; starting a new one in %.1f s", index, why, delay)
+        self.loop.call_later(delay, self._respawn, index)
 
     def _retire(self, process: _Process) -> None:
         if process.figures:
